@@ -1,0 +1,157 @@
+"""Command line: a thin layer over the library. `main(argv) -> exit code`.
+
+Every error fcngraph knows about is printed as one line (`fcngraph: error: ...`) with exit
+status 2; nothing prints a traceback for bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from .errors import FcngraphError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'224' or '500x375' (H x W) → (H, W)."""
+    try:
+        parts = [int(p) for p in text.lower().replace("×", "x").split("x")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size '{text}' is not N or HxW") from None
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"size '{text}' is not N or HxW with positive sides")
+    return parts[0], parts[1]
+
+
+# -- spec commands ----------------------------------------------------------------------------
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .shapes import analyze, valid_sizes
+    from .spec import load_spec
+
+    failed = 0
+    for path in args.specs:
+        try:
+            analysis = analyze(load_spec(path))
+        except FcngraphError as exc:
+            print(f"fcngraph: error: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        rule = valid_sizes(analysis, args.scan)
+        print(f"{path}: ok — {analysis.spec.name}, {len(analysis.spec.nodes)} nodes, "
+              f"{analysis.params:,} params; {rule.describe()}")
+    return 2 if failed else 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from .report import node_table
+    from .shapes import analyze, valid_sizes
+    from .spec import load_spec
+
+    analysis = analyze(load_spec(args.spec), args.size)
+    print(f"{analysis.spec.name}: {analysis.spec.description}")
+    print(node_table(analysis).to_string(index=False))
+    print(f"total: {analysis.params:,} params, {analysis.flops / 1e9:.2f} GFLOPs "
+          f"at {args.size[0]}x{args.size[1]}")
+    print(valid_sizes(analysis, args.scan).describe())
+    return 0
+
+
+def cmd_code(args: argparse.Namespace) -> int:
+    from .compile import compile_spec
+    from .spec import load_spec
+
+    print(compile_spec(load_spec(args.spec)).code.strip())
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from .io import atomic_write_text
+    from .spec import json_schema
+
+    text = json.dumps(json_schema(), indent=2) + "\n"
+    if args.output:
+        atomic_write_text(Path(args.output), text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_onnx
+    from .spec import load_spec
+
+    path = export_onnx(load_spec(args.spec), Path(args.onnx), args.size, args.opset)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench_cli import bench_spec
+
+    print(bench_spec(args.spec, args.size, args.batch, args.reps, args.device, args.threads))
+    return 0
+
+
+# -- parser -----------------------------------------------------------------------------------
+def _add(sub: argparse._SubParsersAction, name: str, handler: Handler, help_text: str
+         ) -> argparse.ArgumentParser:
+    parser = sub.add_parser(name, help=help_text, description=help_text)
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fcngraph", description=(
+        "Declarative FCN / U-Net architecture graphs: validate, compile, train, draw, compare."))
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = _add(sub, "validate", cmd_validate, "Check specs: schema, graph, shapes and crop offsets.")
+    p.add_argument("specs", nargs="+", help="Spec JSON files.")
+    p.add_argument("--scan", type=int, default=1024, help="Largest input side scanned for valid sizes.")
+
+    p = _add(sub, "show", cmd_show, "Per-node table: op, inputs, shape, stride, RF, params, FLOPs.")
+    p.add_argument("spec", help="Spec JSON file.")
+    p.add_argument("--size", type=parse_size, default=(224, 224), help="Input size, N or HxW.")
+    p.add_argument("--scan", type=int, default=1024, help="Largest input side scanned for valid sizes.")
+
+    p = _add(sub, "code", cmd_code, "Print the generated forward() of the compiled module.")
+    p.add_argument("spec", help="Spec JSON file.")
+
+    p = _add(sub, "schema", cmd_schema, "Print the JSON Schema of the spec format.")
+    p.add_argument("-o", "--output", help="Write the schema to this file instead of stdout.")
+
+    p = _add(sub, "export", cmd_export, "Export the compiled model to ONNX.")
+    p.add_argument("spec", help="Spec JSON file.")
+    p.add_argument("--onnx", required=True, help="Output .onnx file.")
+    p.add_argument("--size", type=parse_size, default=(224, 224), help="Example input size, N or HxW.")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset version.")
+
+    p = _add(sub, "bench", cmd_bench, "Time the compiled model against a torch.fx interpreter of "
+             "the same graph (alternating runs, one process) and print the ratio.")
+    p.add_argument("spec", help="Spec JSON file.")
+    p.add_argument("--size", type=parse_size, default=(224, 224), help="Input size, N or HxW.")
+    p.add_argument("--batch", type=int, default=1, help="Batch size.")
+    p.add_argument("--reps", type=int, default=5, help="Timed repetitions of each side.")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N.")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is).")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except FcngraphError as exc:
+        print(f"fcngraph: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fcngraph: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,141 @@
+"""What every op provides, and the arithmetic they share.
+
+An op is a frozen pydantic model (its JSON schema) plus rules on one spatial axis: output
+length, affine coordinate map to input pixels, receptive field; and its module builder,
+fx emitter and diagram style. Axes are square throughout, so one 1-D rule serves H and W.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Annotated, Any, ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from ..errors import OpError
+
+NodeId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+PosInt = Annotated[int, Field(ge=1)]
+NonNegInt = Annotated[int, Field(ge=0)]
+
+
+@dataclass(frozen=True)
+class Coord:
+    """Pixel i of a node is centred on input pixel `scale * i + shift`; `rf` is its field width."""
+
+    scale: Fraction
+    shift: Fraction
+    rf: Fraction
+
+    @staticmethod
+    def identity() -> Coord:
+        return Coord(Fraction(1), Fraction(0), Fraction(1))
+
+    def window(self, kernel: int, stride: int, pad: int, dilation: int = 1) -> Coord:
+        """The map after a sliding window (conv or pool) over this node."""
+        extent = dilation * (kernel - 1)
+        return Coord(self.scale * stride, self.shift + self.scale * (Fraction(extent, 2) - pad),
+                     self.rf + extent * self.scale)
+
+
+def window_length(n: int, kernel: int, stride: int, pad: int, dilation: int = 1,
+                  ceil: bool = False) -> int:
+    """Output length of a conv/pool window over n pixels; `ceil` follows Caffe's pooling."""
+    span = n + 2 * pad - dilation * (kernel - 1) - 1
+    if not ceil:
+        return span // stride + 1
+    out = -(-span // stride) + 1
+    if pad and (out - 1) * stride >= n + pad:  # last window must start inside the image
+        out -= 1
+    return out
+
+
+def crop_offset(source: Coord, target: Coord, what: str) -> int:
+    """Offset that aligns `source` pixels with `target` pixels, derived as Caffe's coord_map did."""
+    if source.scale != target.scale:
+        raise OpError(f"cannot align {what}: stride {source.scale} vs {target.scale}", "in")
+    offset = (target.shift - source.shift) / source.scale
+    if offset.denominator != 1 or offset < 0:
+        raise OpError(f"cannot align {what}: crop offset {offset} is "
+                      f"{'negative' if offset < 0 else 'not an integer'}", "in")
+    return int(offset)
+
+
+class Op(BaseModel):
+    """Base of every node model: `op` tag (in subclasses), `in` edges, shared rules."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    inputs_: NodeId | list[NodeId] = Field(alias="in", description="Input node id(s).")
+
+    arity: ClassVar[tuple[int, int | None]] = (1, 1)
+    kind: ClassVar[str] = "other"  # diagram category
+    fill: ClassVar[str] = "#eeeeee"  # diagram fill colour
+
+    @property
+    def inputs(self) -> list[str]:
+        return [self.inputs_] if isinstance(self.inputs_, str) else list(self.inputs_)
+
+    @property
+    def name(self) -> str:
+        return self.op  # type: ignore[attr-defined]
+
+    def refs(self) -> dict[str, str]:
+        """Nodes read for their size or alignment only, by field name."""
+        return {}
+
+    # -- static rules ----------------------------------------------------------------------
+    def channels(self, ins: list[int], num_classes: int) -> int:
+        return ins[0]
+
+    def coord(self, ins: list[Coord], refs: dict[str, Coord]) -> Coord:
+        return ins[0]
+
+    def offsets(self, ins: list[Coord], refs: dict[str, Coord]) -> list[int]:
+        """Per-input crop offsets (fusion and crop ops); empty for others."""
+        return []
+
+    def length(self, ins: list[int], refs: dict[str, int], offsets: list[int]) -> int:
+        return ins[0]
+
+    def exact(self, ins: list[int]) -> bool:
+        """False when striding with floor rounding silently drops input pixels."""
+        return True
+
+    def params(self, ins: list[int], out: int) -> int:
+        return 0
+
+    def flops(self, ins: list[int], out: int, in_hw: list[tuple[int, int]],
+              out_hw: tuple[int, int]) -> int:
+        """Floating-point operations (a multiply-add counts 2) for one image."""
+        return 0
+
+    # -- build -----------------------------------------------------------------------------
+    def build(self, ins: list[int], out: int) -> torch.nn.Module | None:
+        """The node's module, or None for ops emitted as plain functions."""
+        return None
+
+    def emit(self, graph: Any, node_id: str, args: list[Any], refs: dict[str, Any],
+             offsets: list[int]) -> Any:
+        """Add this node to a torch.fx graph (last fx node named `node_id`); default: call its module."""
+        return graph.create_node("call_module", node_id, tuple(args), name=node_id)
+
+    def label(self) -> str:
+        """A short description for tables and diagrams."""
+        return self.name
+
+
+def per_layer(value: Any, layers: int, field: str) -> list[Any]:
+    """Broadcast an int (or 'same') to every layer of a stack, or check a list's length."""
+    if isinstance(value, list):
+        if len(value) != layers:
+            raise OpError(f"has {len(value)} entries for {layers} layers", field)
+        return value
+    return [value] * layers
+
+
+def ceil_div(a: int, b: int) -> int:
+    return math.ceil(a / b)

@@ -1,0 +1,187 @@
+"""Convolution ops: `conv` (a stack of convs at one resolution) and `score` (1x1 to classes).
+
+Each layer is Conv2d [+ norm] [+ activation], flattened into one nn.Sequential so that
+weights read `conv1.0.weight`, `conv1.2.weight`, ... as in torchvision's VGG features.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+from pydantic import Field
+from torch import nn
+
+from ..errors import OpError
+from .base import NonNegInt, Op, PosInt, per_layer, window_length
+
+Activation = Literal["relu", "leaky_relu", "gelu", "silu", "elu", "tanh", "sigmoid", "none"]
+Init = Literal["default", "kaiming", "zeros", "normal"]
+
+ACTIVATIONS = {
+    "relu": lambda: nn.ReLU(inplace=True),
+    "leaky_relu": lambda: nn.LeakyReLU(0.01, inplace=True),
+    "gelu": nn.GELU, "silu": lambda: nn.SiLU(inplace=True), "elu": lambda: nn.ELU(inplace=True),
+    "tanh": nn.Tanh, "sigmoid": nn.Sigmoid,
+}
+
+
+class Layer(NamedTuple):
+    cin: int
+    cout: int
+    kernel: int
+    stride: int
+    pad: int
+    dilation: int
+
+
+def init_conv(conv: nn.Module, how: str) -> None:
+    """Initialise a conv's weight and bias; 'default' keeps PyTorch's own init."""
+    if how == "default":
+        return
+    if how == "zeros":
+        nn.init.zeros_(conv.weight)
+    elif how == "kaiming":  # U-Net: std sqrt(2 / fan_in)
+        nn.init.kaiming_normal_(conv.weight, mode="fan_in", nonlinearity="relu")
+    elif how == "normal":
+        nn.init.normal_(conv.weight, std=0.01)
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
+
+
+class Conv(Op):
+    """A stack of convolutions at one resolution (a VGG stage, a U-Net double conv, fc6)."""
+
+    op: Literal["conv"]
+    out: PosInt | list[PosInt] = Field(description="Output channels, one int per layer.")
+    kernel: PosInt | list[PosInt] = Field(3, description="Kernel size (per layer or shared).")
+    stride: PosInt | list[PosInt] = Field(1, description="Stride (per layer or shared).")
+    pad: NonNegInt | list[NonNegInt] | Literal["same"] = Field(
+        0, description="Zero padding, per layer, or 'same' to keep the size at stride 1.")
+    dilation: PosInt | list[PosInt] = Field(1, description="Dilation (per layer or shared).")
+    groups: PosInt = Field(1, description="Channel groups of every layer.")
+    bias: bool = Field(True, description="Learn a bias per output channel.")
+    norm: Literal["none", "batch", "group"] = Field("none", description="Normalisation after each conv.")
+    norm_groups: PosInt = Field(32, description="Groups for norm 'group'.")
+    act: Activation = Field("relu", description="Activation after each conv (and norm).")
+    init: Init = Field("default", description="Weight init: PyTorch default, kaiming, zeros, normal.")
+
+    kind = "conv"
+    fill = "#9ecae1"
+
+    def windows(self) -> list[tuple[int, int, int, int]]:
+        """(kernel, stride, pad, dilation) per layer; channels play no part in geometry."""
+        n = len(self.outs)
+        windows = []
+        for k, s, p, d in zip(per_layer(self.kernel, n, "kernel"), per_layer(self.stride, n, "stride"),
+                              per_layer(self.pad, n, "pad"), per_layer(self.dilation, n, "dilation")):
+            if p == "same":
+                if s != 1 or (d * (k - 1)) % 2:
+                    raise OpError("'same' needs stride 1 and an odd effective kernel", "pad")
+                p = d * (k - 1) // 2
+            windows.append((k, s, p, d))
+        return windows
+
+    @property
+    def outs(self) -> list[int]:
+        return self.out if isinstance(self.out, list) else [self.out]
+
+    def layers(self, cin: int) -> list[Layer]:
+        """Every layer with its channels, checked against groups."""
+        layers = []
+        for cout, (k, s, p, d) in zip(self.outs, self.windows()):
+            for c in (cin, cout):
+                if c % self.groups:
+                    raise OpError(f"{c} channels do not divide into {self.groups} groups", "groups")
+            if self.norm == "group" and cout % self.norm_groups:
+                raise OpError(f"{cout} channels do not divide into {self.norm_groups} groups",
+                              "norm_groups")
+            layers.append(Layer(cin, cout, k, s, p, d))
+            cin = cout
+        return layers
+
+    def channels(self, ins, num_classes):
+        return self.layers(ins[0])[-1].cout
+
+    def coord(self, ins, refs):
+        c = ins[0]
+        for k, s, p, d in self.windows():
+            c = c.window(k, s, p, d)
+        return c
+
+    def length(self, ins, refs, offsets):
+        n = ins[0]
+        for k, s, p, d in self.windows():
+            n = window_length(n, k, s, p, d)
+        return n
+
+    def exact(self, ins):
+        n = ins[0]
+        for k, s, p, d in self.windows():
+            if (n + 2 * p - d * (k - 1) - 1) % s:
+                return False
+            n = window_length(n, k, s, p, d)
+        return True
+
+    def params(self, ins, out):
+        total = 0
+        for layer in self.layers(ins[0]):
+            total += layer.cin // self.groups * layer.kernel ** 2 * layer.cout
+            total += layer.cout * (int(self.bias) + 2 * (self.norm != "none"))
+        return total
+
+    def flops(self, ins, out, in_hw, out_hw):
+        (h, w), total = in_hw[0], 0
+        for layer in self.layers(ins[0]):
+            h, w = (window_length(n, layer.kernel, layer.stride, layer.pad, layer.dilation)
+                    for n in (h, w))
+            total += 2 * layer.cin // self.groups * layer.kernel ** 2 * layer.cout * h * w
+        return total
+
+    def build(self, ins, out):
+        modules: list[nn.Module] = []
+        for layer in self.layers(ins[0]):
+            conv = nn.Conv2d(layer.cin, layer.cout, layer.kernel, layer.stride, layer.pad,
+                             layer.dilation, self.groups, bias=self.bias)
+            init_conv(conv, self.init)
+            modules.append(conv)
+            if self.norm == "batch":
+                modules.append(nn.BatchNorm2d(layer.cout))
+            elif self.norm == "group":
+                modules.append(nn.GroupNorm(self.norm_groups, layer.cout))
+            if self.act != "none":
+                modules.append(ACTIVATIONS[self.act]())
+        return nn.Sequential(*modules)
+
+    def label(self):
+        outs = self.outs
+        k = self.kernel if isinstance(self.kernel, int) else "/".join(map(str, self.kernel))
+        return f"conv {k}x{k} ×{len(outs)}" if len(outs) > 1 else f"conv {k}x{k}"
+
+
+class Score(Op):
+    """1x1 convolution to `num_classes` scores; zero-initialised as in the FCN reference."""
+
+    op: Literal["score"]
+    bias: bool = Field(True, description="Learn a bias per class.")
+    init: Init = Field("zeros", description="Weight init (the FCN reference zeroes score layers).")
+
+    kind = "score"
+    fill = "#fdae6b"
+
+    def channels(self, ins, num_classes):
+        return num_classes
+
+    def params(self, ins, out):
+        return ins[0] * out + out * int(self.bias)
+
+    def flops(self, ins, out, in_hw, out_hw):
+        return 2 * ins[0] * out * out_hw[0] * out_hw[1]
+
+    def build(self, ins, out):
+        conv = nn.Conv2d(ins[0], out, 1, bias=self.bias)
+        init_conv(conv, self.init)
+        return conv
+
+    def label(self):
+        return "score 1x1"
+

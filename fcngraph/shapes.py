@@ -1,0 +1,161 @@
+"""Static analysis: checked graph → per-node channels, stride, coordinate map, receptive
+field, crop offsets and, for a given input size, spatial size, parameters and FLOPs.
+
+No tensor is made. Errors name the node and field. `valid_sizes` scans input sizes and
+reports which keep every node non-empty and every floor-rounded stride exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from fractions import Fraction
+
+from .errors import OpError
+from .graph import SpecGraph, build_graph
+from .ops import Coord, Op
+from .spec import INPUT, Spec
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """What the analysis knows of one node."""
+
+    id: str
+    op: Op | None  # None for the input
+    channels: int
+    coord: Coord
+    offsets: tuple[int, ...]  # crop offset per input (fusion/crop ops)
+    params: int
+    size: tuple[int, int] | None = None  # (H, W) for the analysed input size
+    flops: int = 0
+
+    @property
+    def stride(self) -> Fraction:
+        return self.coord.scale
+
+
+@dataclass(frozen=True)
+class Analysis:
+    spec: Spec
+    graph: SpecGraph
+    nodes: dict[str, NodeInfo]  # 'input' first, then execution order
+    size: tuple[int, int] | None
+
+    @property
+    def output(self) -> NodeInfo:
+        return self.nodes[self.spec.output]
+
+    @property
+    def params(self) -> int:
+        return sum(info.params for info in self.nodes.values())
+
+    @property
+    def flops(self) -> int:
+        return sum(info.flops for info in self.nodes.values())
+
+
+@contextmanager
+def node_errors(spec: Spec, node: str) -> Iterator[None]:
+    """Turn an op's OpError into a SpecError naming the node and field."""
+    try:
+        yield
+    except OpError as exc:
+        raise spec.error(node, str(exc), exc.field) from None
+
+
+def _sizes(op: Op, ins: list[NodeInfo], refs: dict[str, NodeInfo], offsets: list[int],
+           axis: int) -> int:
+    return op.length([i.size[axis] for i in ins], {f: r.size[axis] for f, r in refs.items()},
+                     offsets)
+
+
+def analyze(spec: Spec, size: tuple[int, int] | None = None,
+            graph: SpecGraph | None = None) -> Analysis:
+    """Infer every node's numbers; with `size` (H, W) also sizes and FLOPs."""
+    graph = graph or build_graph(spec)
+    channels = spec.input.channels
+    nodes = {INPUT: NodeInfo(INPUT, None, channels, Coord.identity(), (), 0, size)}
+    for node in graph.order:
+        op = spec.nodes[node]
+        ins = [nodes[i] for i in op.inputs]
+        refs = {field: nodes[ref] for field, ref in op.refs().items()}
+        with node_errors(spec, node):
+            in_ch = [i.channels for i in ins]
+            out_ch = op.channels(in_ch, spec.num_classes)
+            coords = [i.coord for i in ins]
+            ref_coords = {f: r.coord for f, r in refs.items()}
+            offsets = op.offsets(coords, ref_coords)
+            info = NodeInfo(node, op, out_ch, op.coord(coords, ref_coords), tuple(offsets),
+                            op.params(in_ch, out_ch))
+            if size is not None:
+                hw = (_sizes(op, ins, refs, offsets, 0), _sizes(op, ins, refs, offsets, 1))
+                if min(hw) < 1:
+                    raise OpError(f"output would be {hw[0]}x{hw[1]} for a {size[0]}x{size[1]} input")
+                flops = op.flops(in_ch, out_ch, [i.size for i in ins], hw)
+                info = NodeInfo(**{**info.__dict__, "size": hw, "flops": flops})
+        nodes[node] = info
+    return Analysis(spec, graph, nodes, size)
+
+
+# -- valid input sizes --------------------------------------------------------------------------
+def output_length(analysis: Analysis, n: int) -> tuple[int, bool] | None:
+    """(output length, exact) for an n-pixel input side, or None if a node would be empty or a
+    crop would not fit. `exact` is False when a floor-rounded stride drops input pixels."""
+    lengths, exact = {INPUT: n}, True
+    for node in analysis.graph.order:
+        op, info = analysis.spec.nodes[node], analysis.nodes[node]
+        ins = [lengths[i] for i in op.inputs]
+        try:
+            out = op.length(ins, {f: lengths[r] for f, r in op.refs().items()}, list(info.offsets))
+        except OpError:
+            return None
+        if out < 1:
+            return None
+        exact = exact and op.exact(ins)
+        lengths[node] = out
+    return lengths[analysis.spec.output], exact
+
+
+def _progression(sizes: list[int]) -> str:
+    if not sizes:
+        return "none"
+    first, gaps = sizes[0], {b - a for a, b in zip(sizes, sizes[1:])}
+    if not gaps or gaps == {1}:
+        return f"any size ≥ {first}"
+    if len(gaps) == 1:
+        step = gaps.pop()
+        return f"sizes ≡ {first % step} (mod {step}), ≥ {first}"
+    return "sizes " + ", ".join(map(str, sizes[:8])) + ", …"
+
+
+@dataclass(frozen=True)
+class SizeRule:
+    outputs: dict[int, int]  # input side → output side, for every side the model runs on
+    exact: list[int]  # sides where no floor-rounded stride drops pixels ("valid" sizes)
+
+    def relation(self) -> str:
+        deltas = {self.outputs[n] - n for n in self.exact or self.outputs}
+        if deltas == {0}:
+            return "output = input"
+        if len(deltas) == 1:
+            delta = deltas.pop()
+            return f"output = input {'+' if delta > 0 else '−'} {abs(delta)}"
+        return "output varies: " + ", ".join(f"{n}→{self.outputs[n]}" for n in self.exact[:4])
+
+    def describe(self) -> str:
+        return (f"valid input sizes: {_progression(self.exact)}; {self.relation()}; "
+                f"runs on {_progression(sorted(self.outputs))}")
+
+
+def valid_sizes(analysis: Analysis, limit: int = 1024) -> SizeRule:
+    """Scan input sides 1..limit (each axis follows the same rule)."""
+    outputs, exact = {}, []
+    for n in range(1, limit + 1):
+        result = output_length(analysis, n)
+        if result is not None:
+            outputs[n] = result[0]
+            if result[1]:
+                exact.append(n)
+    return SizeRule(outputs, exact)
