@@ -21,9 +21,11 @@ from .spec import INPUT, Spec
 
 
 class SpecModule(fx.GraphModule):
-    """A compiled spec. `spec_node_of` maps every fx node name to the spec node that owns it."""
+    """A compiled spec. `spec_node_of` maps every fx node name to the spec node that owns it;
+    `fx_name_of` maps each spec node to the fx node holding its output."""
 
     spec_node_of: dict[str, str]
+    fx_name_of: dict[str, str]
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -70,6 +72,7 @@ def compile_spec(spec: Spec | Analysis, device: str | torch.device | None = None
     graph.output(env[spec.output])
     module = SpecModule(root, graph, class_name=_class_name(spec.name))
     module.spec_node_of = owners
+    module.fx_name_of = {node: fx_node.name for node, fx_node in env.items()}
     return module.to(device) if device is not None else module
 
 

@@ -175,7 +175,7 @@ def _json_path(loc: tuple[Any, ...]) -> tuple[str, str | None]:
     for i, part in enumerate(loc):
         if isinstance(part, str) and loc[:1] == ("nodes",) and i == 2 and part in REGISTRY:
             continue  # the discriminator tag pydantic inserts after the node id
-        if isinstance(part, str) and i > 0 and _TYPE_TAG.match(part):
+        if isinstance(part, str) and i > 0 and (_TYPE_TAG.match(part) or part == "[key]"):
             continue
         parts.append(part)
     if parts[:1] == ["nodes"] and len(parts) > 1:
@@ -188,7 +188,9 @@ def _from_validation(exc: ValidationError, file: str | None, origins: dict[str, 
     first = exc.errors()[0]
     path, node = _json_path(tuple(first["loc"]))
     message = first["msg"].replace("Value error, ", "")
-    if first["type"] == "missing":
+    if first["loc"][-1:] == ("[key]",):
+        message = f"node id '{node}' is not an identifier (letters, digits, _; not starting with a digit)"
+    elif first["type"] == "missing":
         message = f"missing field '{path.rsplit('.', 1)[-1]}'"
     elif first["type"] == "extra_forbidden":
         message = f"unknown field '{path.rsplit('.', 1)[-1]}'"

@@ -53,14 +53,14 @@ def window_length(n: int, kernel: int, stride: int, pad: int, dilation: int = 1,
     return out
 
 
-def crop_offset(source: Coord, target: Coord, what: str) -> int:
+def crop_offset(source: Coord, target: Coord, what: str, field: str = "in") -> int:
     """Offset that aligns `source` pixels with `target` pixels, derived as Caffe's coord_map did."""
     if source.scale != target.scale:
-        raise OpError(f"cannot align {what}: stride {source.scale} vs {target.scale}", "in")
+        raise OpError(f"cannot align {what}: stride {source.scale} vs {target.scale}", field)
     offset = (target.shift - source.shift) / source.scale
     if offset.denominator != 1 or offset < 0:
         raise OpError(f"cannot align {what}: crop offset {offset} is "
-                      f"{'negative' if offset < 0 else 'not an integer'}", "in")
+                      f"{'negative' if offset < 0 else 'not an integer'}", field)
     return int(offset)
 
 

@@ -127,7 +127,7 @@ class Crop(Op):
     def offsets(self, ins, refs):
         if self.offset != "auto":
             return [self.offset]
-        return [crop_offset(ins[0], refs["to"], f"'{self.inputs[0]}' to '{self.to}'")]
+        return [crop_offset(ins[0], refs["to"], f"'{self.inputs[0]}' to '{self.to}'", "to")]
 
     def coord(self, ins, refs):
         c = ins[0]
