@@ -6,7 +6,7 @@ weights read `conv1.0.weight`, `conv1.2.weight`, ... as in torchvision's VGG fea
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import Annotated, Literal, NamedTuple
 
 from pydantic import Field
 from torch import nn
@@ -52,7 +52,8 @@ class Conv(Op):
     """A stack of convolutions at one resolution (a VGG stage, a U-Net double conv, fc6)."""
 
     op: Literal["conv"]
-    out: PosInt | list[PosInt] = Field(description="Output channels, one int per layer.")
+    out: PosInt | Annotated[list[PosInt], Field(min_length=1)] = Field(
+        description="Output channels, one int per layer.")
     kernel: PosInt | list[PosInt] = Field(3, description="Kernel size (per layer or shared).")
     stride: PosInt | list[PosInt] = Field(1, description="Stride (per layer or shared).")
     pad: NonNegInt | list[NonNegInt] | Literal["same"] = Field(
