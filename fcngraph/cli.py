@@ -99,6 +99,40 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- training commands ---------------------------------------------------------------------------
+def load_with_overrides(args: argparse.Namespace):
+    from .overrides import apply_overrides
+    from .spec import load_spec
+
+    assignments = list(args.set or [])
+    if getattr(args, "data", None):
+        assignments.append(f"data.path={json.dumps(str(Path(args.data).resolve()))}")
+    if getattr(args, "device", None):
+        assignments.append(f"train.device={json.dumps(args.device)}")
+    if getattr(args, "epochs", None):
+        assignments.append(f"train.epochs={args.epochs}")
+    return apply_overrides(load_spec(args.spec), assignments)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .train import train_spec
+
+    spec = load_with_overrides(args)
+    summary = train_spec(spec, Path(args.runs), resume=args.resume, skip_bad=args.skip_bad,
+                         progress=not args.quiet)
+    print(f"{spec.name}: val mIoU {summary['miou']:.4f}  pixel acc {summary['pixel_acc']:.4f}  "
+          f"mean acc {summary['mean_acc']:.4f}  f.w. IoU {summary['fwiou']:.4f}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .predict import predict
+
+    written = predict(Path(args.source), [Path(p) for p in args.images], Path(args.output), args.device)
+    print(f"wrote {len(written)} mask(s) and overlay(s) to {args.output}")
+    return 0
+
+
 # -- parser -----------------------------------------------------------------------------------
 def _add(sub: argparse._SubParsersAction, name: str, handler: Handler, help_text: str
          ) -> argparse.ArgumentParser:
@@ -141,6 +175,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reps", type=int, default=5, help="Timed repetitions of each side.")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N.")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is).")
+
+    p = _add(sub, "run", cmd_run, "Train and evaluate a spec (embedded synthetic data unless --data).")
+    p.add_argument("spec", help="Spec JSON file.")
+    p.add_argument("--data", help="Dataset folder (VOC layout or images/ + masks/).")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="Override a setting, e.g. train.lr=1e-4 (repeatable).")
+    p.add_argument("--epochs", type=int, help="Shortcut for --set train.epochs=N.")
+    p.add_argument("--device", help="Shortcut for --set train.device=DEVICE (cpu, cuda, cuda:N).")
+    p.add_argument("--runs", default="runs", help="Folder that holds run directories.")
+    p.add_argument("--resume", action="store_true", help="Continue an unfinished run from its last checkpoint.")
+    p.add_argument("--skip-bad", action="store_true", help="Skip bad samples (and say how many) instead of stopping.")
+    p.add_argument("--quiet", action="store_true", help="No progress bar or per-step lines.")
+
+    p = _add(sub, "predict", cmd_predict, "Write palette PNG masks and overlays for images.")
+    p.add_argument("source", help="Run directory (uses best.pt) or checkpoint file.")
+    p.add_argument("images", nargs="+", help="Image files.")
+    p.add_argument("-o", "--output", required=True, help="Output folder.")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N.")
     return parser
 
 

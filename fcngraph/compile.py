@@ -24,8 +24,7 @@ class SpecModule(fx.GraphModule):
     """A compiled spec. `spec_node_of` maps every fx node name to the spec node that owns it;
     `fx_name_of` maps each spec node to the fx node holding its output."""
 
-    spec_node_of: dict[str, str]
-    fx_name_of: dict[str, str]
+    __jit_ignored_attributes__ = ["spec_node_of", "fx_name_of"]  # plain dicts, not for TorchScript
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:

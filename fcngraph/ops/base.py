@@ -43,12 +43,14 @@ class Coord:
 
 def window_length(n: int, kernel: int, stride: int, pad: int, dilation: int = 1,
                   ceil: bool = False) -> int:
-    """Output length of a conv/pool window over n pixels; `ceil` follows Caffe's pooling."""
+    """Output length of a conv/pool window over n pixels; `ceil` rounds up as Caffe's pooling
+    and PyTorch's ceil_mode do (they differ only when kernel < stride without padding, where
+    PyTorch, which runs the model, also drops a window that would start past the input)."""
     span = n + 2 * pad - dilation * (kernel - 1) - 1
     if not ceil:
         return span // stride + 1
     out = -(-span // stride) + 1
-    if pad and (out - 1) * stride >= n + pad:  # last window must start inside the image
+    if (out - 1) * stride >= n + pad:  # the last window must start inside the image
         out -= 1
     return out
 

@@ -1,0 +1,54 @@
+"""Validation + static analysis time: the FCN-8s spec, and generated specs of growing size
+(a chain of convs with skip fusions every few nodes) to show the cost grows linearly.
+
+    python benchmarks/validate_speed.py
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from fcngraph.shapes import analyze  # noqa: E402
+from fcngraph.spec import load_spec  # noqa: E402
+
+
+def generated_spec(n: int) -> dict:
+    """n nodes: conv, conv, add(skip) repeated; every node used."""
+    nodes: dict[str, dict] = {"n0": {"op": "conv", "in": "input", "out": 8, "pad": 1}}
+    for i in range(1, n):
+        if i % 3 == 2:
+            nodes[f"n{i}"] = {"op": "add", "in": [f"n{i - 1}", f"n{i - 2}"]}
+        else:
+            nodes[f"n{i}"] = {"op": "conv", "in": f"n{i - 1}", "out": 8, "pad": 1}
+    return {"name": f"chain-{n}", "num_classes": 2, "nodes": nodes, "output": f"n{n - 1}"}
+
+
+def best_of(fn, reps: int = 5) -> float:
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> None:
+    path = ROOT / "specs" / "fcn8s-vgg16.json"
+    seconds = best_of(lambda: analyze(load_spec(path), (500, 375)))
+    print(f"fcn8s-vgg16: load + validate + analyse at 500x375: {seconds * 1e3:.1f} ms (target < 50 ms)")
+    previous = None
+    for n in (1250, 2500, 5000):
+        data = generated_spec(n)
+        seconds = best_of(lambda data=data: analyze(load_spec(data), (64, 64)), reps=3)
+        growth = f", x{seconds / previous:.2f} for x2 nodes" if previous else ""
+        print(f"generated {n:5d} nodes: {seconds:.3f} s{growth}" + (" (target < 5 s)" if n == 5000 else ""))
+        previous = seconds
+
+
+if __name__ == "__main__":
+    main()

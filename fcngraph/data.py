@@ -1,0 +1,302 @@
+"""Datasets → (image [3,H,W] float, mask [H,W] int64) pairs, with augmentation.
+
+Sources: the embedded synthetic set (seeded, generated on the fly, nothing downloaded), a
+VOC-layout folder (JPEGImages|images, SegmentationClass|masks, ImageSets/Segmentation|splits),
+or a plain images/ + masks/ pair. Bad files are reported by name before training starts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from .errors import DataError
+from .settings import DataSettings, TrainSettings
+
+SYNTHETIC_CLASSES = ["background", "box", "disc", "triangle", "line", "ring"]
+SYNTHETIC_PALETTE = [(0, 0, 0), (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200),
+                     (245, 130, 48)]
+CAFFE_BGR_MEAN = (104.00698793, 116.66876762, 122.67891434)  # the FCN reference's BGR mean
+
+
+# -- the embedded synthetic set ---------------------------------------------------------------
+class SyntheticShapes(Dataset):
+    """Seeded scenes of boxes, discs, triangles, thin lines and rings on textured backgrounds.
+    Colours overlap between classes, so shape and boundaries matter; lines are 1-2 px thin,
+    which a stride-32 prediction cannot resolve but fine skips can."""
+
+    classes = SYNTHETIC_CLASSES
+    palette = SYNTHETIC_PALETTE
+
+    def __init__(self, samples: int, size: int, seed: int) -> None:
+        self.samples, self.size, self.seed = samples, size, seed
+
+    def __len__(self) -> int:
+        return self.samples
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
+        s = self.size
+        yy, xx = torch.meshgrid(torch.arange(s, dtype=torch.float32), torch.arange(s, dtype=torch.float32),
+                                indexing="ij")  # [S, S] each
+        image = self._background(g, yy, xx)  # [3, S, S]
+        mask = torch.zeros(s, s, dtype=torch.int64)
+        for _ in range(int(torch.randint(3, 7, (1,), generator=g))):
+            cls = int(torch.randint(1, len(self.classes), (1,), generator=g))
+            region = self._shape(cls, g, yy, xx)  # [S, S] bool
+            colour = self._colour(cls, g)  # [3]
+            stripes = torch.sin((xx + yy) * float(torch.rand(1, generator=g)) * 1.5) * 0.08
+            image = torch.where(region, colour[:, None, None] + stripes, image)
+            mask[region] = cls
+        image = image + 0.06 * torch.randn(image.shape, generator=g)
+        return image.clamp(0, 1), mask
+
+    def _background(self, g, yy, xx):
+        base = torch.rand(3, 1, 1, generator=g) * 0.6 + 0.2
+        tilt = (torch.rand(3, 1, 1, generator=g) - 0.5) * 0.6
+        freq = float(torch.rand(1, generator=g)) * 0.5 + 0.1
+        texture = 0.1 * torch.sin(xx * freq) * torch.cos(yy * freq * 0.7)
+        return base + tilt * (xx / self.size) + texture
+
+    def _colour(self, cls, g):
+        hue = (cls - 1) / (len(self.classes) - 1) + float(torch.randn(1, generator=g)) * 0.12
+        angles = hue * 2 * math.pi + torch.tensor([0.0, 2.09, 4.19])
+        return 0.5 + 0.35 * torch.cos(angles)
+
+    def _shape(self, cls, g, yy, xx):
+        s = self.size
+        cy, cx = (torch.rand(2, generator=g) * s).tolist()
+        r = float(torch.rand(1, generator=g)) * s * 0.15 + s * 0.06
+        if cls == 1:  # box
+            h, w = (torch.rand(2, generator=g) * s * 0.25 + s * 0.06).tolist()
+            return ((yy - cy).abs() < h / 2) & ((xx - cx).abs() < w / 2)
+        if cls == 2:  # disc
+            return (yy - cy) ** 2 + (xx - cx) ** 2 < r ** 2
+        if cls == 3:  # triangle pointing up
+            return (yy < cy + r) & ((xx - cx).abs() < (yy - cy + r) * 0.6)
+        if cls == 4:  # thin line
+            angle = float(torch.rand(1, generator=g)) * math.pi
+            width = 0.6 + float(torch.rand(1, generator=g)) * 0.6
+            dist = ((yy - cy) * math.cos(angle) - (xx - cx) * math.sin(angle)).abs()
+            along = ((yy - cy) * math.sin(angle) + (xx - cx) * math.cos(angle)).abs()
+            return (dist < width) & (along < s * 0.4)
+        dist = ((yy - cy) ** 2 + (xx - cx) ** 2).sqrt()  # ring
+        return (dist < r) & (dist > r * 0.6)
+
+
+# -- folders -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Sample:
+    image: Path
+    mask: Path
+
+
+def _first_dir(root: Path, names: tuple[str, ...], what: str) -> Path:
+    for name in names:
+        if (root / name).is_dir():
+            return root / name
+    raise DataError(f"{root}: missing {what} folder (looked for {', '.join(names)})")
+
+
+def find_samples(root: Path, split: str) -> list[Sample]:
+    """The (image, mask) pairs of one split of a VOC-layout or images/masks folder."""
+    if not root.is_dir():
+        raise DataError(f"{root}: no such dataset folder")
+    images = _first_dir(root, ("JPEGImages", "images"), "image")
+    masks = _first_dir(root, ("SegmentationClass", "masks"), "mask")
+    split_dir = next((root / d for d in ("ImageSets/Segmentation", "splits") if (root / d).is_dir()), None)
+    if split_dir is not None:
+        split_file = split_dir / f"{split}.txt"
+        if not split_file.is_file():
+            raise DataError(f"{split_file}: missing split file")
+        stems = [line.strip() for line in split_file.read_text().splitlines() if line.strip()]
+        if not stems:
+            raise DataError(f"{split_file}: empty split")
+    else:
+        stems = sorted(p.stem for p in masks.glob("*.png"))
+        if not stems:
+            raise DataError(f"{masks}: no .png masks")
+    samples = []
+    for stem in stems:
+        image = next((images / f"{stem}{ext}" for ext in (".jpg", ".png", ".jpeg")
+                      if (images / f"{stem}{ext}").is_file()), images / f"{stem}.jpg")
+        samples.append(Sample(image, masks / f"{stem}.png"))
+    return samples
+
+
+def read_classes(root: Path) -> tuple[list[str] | None, list[tuple[int, int, int]] | None]:
+    path = root / "classes.json"
+    if not path.is_file():
+        return None, None
+    try:
+        meta = json.loads(path.read_text())
+        return list(meta["classes"]), [tuple(c) for c in meta.get("palette", [])] or None
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise DataError(f"{path}: not a classes file ({exc})") from None
+
+
+def load_pair(sample: Sample, palette: list[tuple[int, int, int]] | None) -> tuple[np.ndarray, np.ndarray]:
+    """RGB uint8 [H,W,3] and label uint8 [H,W]; palette-mode or index PNG masks, or RGB masks
+    mapped through the palette."""
+    try:
+        with Image.open(sample.image) as img:
+            image = np.asarray(img.convert("RGB"))
+    except (OSError, UnidentifiedImageError):
+        raise DataError(f"{sample.image}: unreadable image") from None
+    try:
+        with Image.open(sample.mask) as m:
+            if m.mode in ("P", "L", "I;16", "I"):
+                mask = np.asarray(m if m.mode in ("P", "L") else m.convert("I")).astype(np.int64)
+            elif palette is not None:
+                mask = _rgb_to_index(np.asarray(m.convert("RGB")), palette)
+            else:
+                raise DataError(f"{sample.mask}: RGB mask but no palette in classes.json")
+    except (OSError, UnidentifiedImageError):
+        raise DataError(f"{sample.mask}: unreadable mask") from None
+    if mask.shape != image.shape[:2]:
+        raise DataError(f"{sample.mask}: mask size {mask.shape[1]}x{mask.shape[0]} != image size "
+                        f"{image.shape[1]}x{image.shape[0]}")
+    return image, mask
+
+
+def _rgb_to_index(rgb: np.ndarray, palette: list[tuple[int, int, int]]) -> np.ndarray:
+    codes = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
+    lut = {(r << 16) | (g << 8) | b: i for i, (r, g, b) in enumerate(palette)}
+    out = np.full(codes.shape, 255, dtype=np.int64)
+    for code, index in lut.items():
+        out[codes == code] = index
+    return out
+
+
+class FolderSegmentation(Dataset):
+    """A split of a segmentation folder; every sample is checked when the dataset is made."""
+
+    def __init__(self, root: Path, split: str, num_classes: int, ignore_index: int = 255,
+                 skip_bad: bool = False) -> None:
+        self.root = root
+        self.classes, self.palette = read_classes(root)
+        if self.classes is not None and len(self.classes) != num_classes:
+            raise DataError(f"{root / 'classes.json'}: {len(self.classes)} classes, spec has {num_classes}")
+        self.classes = self.classes or [f"class_{i}" for i in range(num_classes)]
+        self.num_classes, self.ignore_index = num_classes, ignore_index
+        self.samples, self.skipped = [], []
+        for sample in find_samples(root, split):
+            try:
+                self._check(sample)
+                self.samples.append(sample)
+            except DataError as exc:
+                if not skip_bad:
+                    raise
+                self.skipped.append(str(exc))
+        if not self.samples:
+            raise DataError(f"{root}: split '{split}' has no usable samples")
+
+    def _check(self, sample: Sample) -> None:
+        if not sample.image.is_file():
+            raise DataError(f"{sample.image}: missing image")
+        _, mask = load_pair(sample, self.palette)
+        bad = (mask >= self.num_classes) & (mask != self.ignore_index)
+        if bad.any():
+            raise DataError(f"{sample.mask}: label {int(mask[bad][0])} outside [0, {self.num_classes}) "
+                            f"and not {self.ignore_index}")
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, mask = load_pair(self.samples[index], self.palette)
+        return (torch.from_numpy(image.copy()).permute(2, 0, 1).float() / 255,  # [3, H, W] in 0..1
+                torch.from_numpy(mask.copy()))  # [H, W]
+
+
+# -- augmentation and normalisation --------------------------------------------------------------
+class Transformed(Dataset):
+    """Random scale, crop (padding labels with ignore), flip; then mean/std normalisation.
+    Randomness comes from (seed, epoch, index), so a resumed run sees the same augmentations."""
+
+    def __init__(self, base: Dataset, data: DataSettings, train: TrainSettings | None) -> None:
+        self.base, self.data, self.train = base, data, train
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, mask = self.base[index]
+        if self.train is not None:
+            g = torch.Generator().manual_seed((self.train.seed * 7919 + self.epoch) * 1_000_003 + index)
+            image, mask = augment(image, mask, self.train, self.data.ignore_index, g)
+        return normalise(image, self.data), mask
+
+
+def augment(image, mask, train: TrainSettings, ignore: int, g: torch.Generator):
+    low, high = train.scale_range
+    if (low, high) != (1.0, 1.0):
+        factor = low + (high - low) * float(torch.rand(1, generator=g))
+        size = [max(1, round(n * factor)) for n in image.shape[1:]]
+        image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
+        mask = F.interpolate(mask[None, None].float(), size=size, mode="nearest")[0, 0].long()
+    if train.crop_size:
+        c = train.crop_size
+        pad_h, pad_w = max(0, c - image.shape[1]), max(0, c - image.shape[2])
+        image = F.pad(image, (0, pad_w, 0, pad_h))
+        mask = F.pad(mask, (0, pad_w, 0, pad_h), value=ignore)
+        top = int(torch.randint(0, image.shape[1] - c + 1, (1,), generator=g))
+        left = int(torch.randint(0, image.shape[2] - c + 1, (1,), generator=g))
+        image, mask = image[:, top:top + c, left:left + c], mask[top:top + c, left:left + c]
+    if train.flip and bool(torch.rand(1, generator=g) < 0.5):
+        image, mask = image.flip(-1), mask.flip(-1)
+    return image, mask
+
+
+def normalise(image: torch.Tensor, data: DataSettings) -> torch.Tensor:
+    if data.caffe_bgr:  # Caffe parity: BGR, 0..255, minus the BGR mean
+        return image.flip(0) * 255 - torch.tensor(CAFFE_BGR_MEAN)[:, None, None]
+    return (image - torch.tensor(data.mean)[:, None, None]) / torch.tensor(data.std)[:, None, None]
+
+
+def pad_collate(batch, ignore_index: int = 255):
+    """Stack samples, padding smaller ones (image 0, mask ignore) to the largest in the batch."""
+    h = max(img.shape[1] for img, _ in batch)
+    w = max(img.shape[2] for img, _ in batch)
+    images = torch.stack([F.pad(img, (0, w - img.shape[2], 0, h - img.shape[1])) for img, _ in batch])
+    masks = torch.stack([F.pad(m, (0, w - m.shape[1], 0, h - m.shape[0]), value=ignore_index)
+                         for _, m in batch])
+    return images, masks  # [B, 3, H, W], [B, H, W]
+
+
+@dataclass
+class Splits:
+    train: Dataset
+    val: Dataset
+    classes: list[str]
+    palette: list[tuple[int, int, int]]
+    skipped: list[str]
+
+
+def make_splits(data: DataSettings, train: TrainSettings, num_classes: int,
+                skip_bad: bool = False) -> Splits:
+    """The training and validation datasets a spec's settings describe."""
+    if data.path is None:
+        if num_classes != len(SYNTHETIC_CLASSES):
+            raise DataError(f"the embedded synthetic data has {len(SYNTHETIC_CLASSES)} classes, "
+                            f"the spec has num_classes {num_classes}; give --data for other data")
+        tr = SyntheticShapes(data.train_samples, data.size, seed=1)
+        va = SyntheticShapes(data.val_samples, data.size, seed=2)
+        return Splits(Transformed(tr, data, train), Transformed(va, data, None),
+                      SYNTHETIC_CLASSES, SYNTHETIC_PALETTE, [])
+    root = Path(data.path)
+    tr = FolderSegmentation(root, data.train_split, num_classes, data.ignore_index, skip_bad)
+    va = FolderSegmentation(root, data.val_split, num_classes, data.ignore_index, skip_bad)
+    palette = tr.palette or [tuple(int(v) for v in np.random.default_rng(i).integers(0, 256, 3))
+                             for i in range(num_classes)]
+    return Splits(Transformed(tr, data, train), Transformed(va, data, None), tr.classes, palette,
+                  tr.skipped + va.skipped)

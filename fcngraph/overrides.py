@@ -1,0 +1,43 @@
+"""Command-line overrides (`--set train.lr=1e-4`, `--data PATH`) → a re-validated Spec."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import ValidationError
+
+from .errors import SpecError
+from .spec import Spec
+
+
+def parse_value(text: str) -> Any:
+    """JSON if it parses (numbers, booleans, lists), else the plain string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def apply_overrides(spec: Spec, assignments: list[str]) -> Spec:
+    """Set dotted keys (train.*, data.*, num_classes, ...) and validate the result again."""
+    data = spec.canonical()
+    for assignment in assignments:
+        key, sep, value = assignment.partition("=")
+        if not sep or not key:
+            raise SpecError(f"--set '{assignment}': expected KEY=VALUE, e.g. train.lr=1e-4")
+        target = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            if not isinstance(target.get(part), dict):
+                raise SpecError(f"--set '{assignment}': '{part}' is not a section")
+            target = target[part]
+        target[parts[-1]] = parse_value(value)
+    try:
+        result = Spec.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise SpecError(f"--set {where}: {first['msg']}", file=spec.file) from None
+    result._file, result._origins = spec._file, spec._origins
+    return result

@@ -1,0 +1,312 @@
+"""Spec (with train/data settings) → trained model, in a run directory.
+
+`train_spec` is the whole loop: data, model, optimiser, epochs of training and validation,
+atomic `last`/`best` checkpoints, metrics JSONL/CSV, a summary and a log. A rerun with
+`resume=True` continues from `last` and ends where an uninterrupted run would (per-epoch
+seeding). Under torchrun it uses DistributedDataParallel; rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Subset
+
+from .compile import compile_spec
+from .data import make_splits, pad_collate
+from .errors import FcngraphError
+from .io import atomic_write, atomic_write_text
+from .metrics import ConfusionMatrix
+from .settings import TrainSettings
+from .spec import Spec
+
+
+class TrainingError(FcngraphError):
+    """Training cannot go on (a NaN loss, an unfinished run without --resume, ...)."""
+
+
+def run_dir_for(spec: Spec, runs_root: Path) -> Path:
+    """runs/<spec-name>-<hash of the resolved spec>."""
+    return Path(runs_root) / f"{spec.name}-{spec.digest()}"
+
+
+# -- pieces of the loop ---------------------------------------------------------------------------
+@dataclass
+class World:
+    rank: int = 0
+    size: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_world(device: torch.device) -> World:
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return World(dist.get_rank(), dist.get_world_size()) if size > 1 else World()
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise TrainingError(f"device '{name}' asked for, but CUDA is not available")
+        if device.index is None and "LOCAL_RANK" in os.environ:
+            device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+    return device
+
+
+def param_groups(model: torch.nn.Module, t: TrainSettings) -> list[dict[str, Any]]:
+    """Weights with decay; biases with lr x bias_lr_mult and no decay (Caffe's convention).
+    Frozen parameters (learnable: false) are left out."""
+    weights, biases = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (biases if name.endswith("bias") else weights).append(p)
+    return [{"params": weights, "lr_mult": 1.0, "weight_decay": t.weight_decay},
+            {"params": biases, "lr_mult": t.bias_lr_mult, "weight_decay": 0.0}]
+
+
+def make_optimizer(model: torch.nn.Module, t: TrainSettings) -> torch.optim.Optimizer:
+    groups = param_groups(model, t)
+    if t.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum)
+    cls = torch.optim.Adam if t.optimizer == "adam" else torch.optim.AdamW
+    return cls(groups, lr=t.lr)
+
+
+def lr_factor(step: int, total: int, t: TrainSettings) -> float:
+    if step < t.warmup_iters:
+        return (step + 1) / t.warmup_iters
+    progress = min(1.0, (step - t.warmup_iters) / max(1, total - t.warmup_iters))
+    if t.schedule == "poly":
+        return (1 - progress) ** t.poly_power
+    if t.schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * progress))
+    return 1.0
+
+
+def segmentation_loss(scores: torch.Tensor, target: torch.Tensor, t: TrainSettings,
+                      ignore: int) -> torch.Tensor:
+    """scores [B, C, H, W], target [B, H, W]; cross-entropy (mean or summed), Dice, or both."""
+    weight = torch.tensor(t.class_weights, device=scores.device) if t.class_weights else None
+    loss = scores.new_zeros(())
+    if t.loss in ("ce", "ce+dice"):
+        loss = loss + F.cross_entropy(scores.float(), target, weight=weight, ignore_index=ignore,
+                                      reduction=t.reduction)
+    if t.loss in ("dice", "ce+dice"):
+        keep = (target != ignore).unsqueeze(1)  # [B, 1, H, W]
+        probs = scores.float().softmax(1) * keep
+        onehot = F.one_hot(target.clamp(0, scores.shape[1] - 1), scores.shape[1]).permute(0, 3, 1, 2) * keep
+        inter = (probs * onehot).sum((0, 2, 3))
+        denom = probs.sum((0, 2, 3)) + onehot.sum((0, 2, 3))
+        loss = loss + 1 - ((2 * inter + 1) / (denom + 1)).mean()
+    return loss
+
+
+def autocast(device: torch.device, amp: str):
+    enabled = amp != "none" and device.type == "cuda"
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype, enabled=enabled)
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, loader: DataLoader, num_classes: int, device: torch.device,
+             amp: str = "none", ignore: int = 255) -> ConfusionMatrix:
+    """Confusion matrix of the model over a loader (summed across ranks when distributed)."""
+    model.eval()
+    confusion = ConfusionMatrix(num_classes, device, ignore)
+    for images, masks in loader:
+        images = images.to(device, non_blocking=True)
+        masks = masks.to(device, non_blocking=True)
+        with autocast(device, amp):
+            scores = model(images)  # [B, C, H, W]
+        confusion.update(scores.argmax(1), masks)
+    confusion.all_reduce()
+    return confusion
+
+
+# -- progress -------------------------------------------------------------------------------------
+class Progress:
+    """A one-line progress bar on a terminal; plain log lines otherwise (CI)."""
+
+    def __init__(self, log: Callable[[str], None], enabled: bool) -> None:
+        self.log, self.enabled = log, enabled
+        self.tty = enabled and sys.stderr.isatty()
+
+    def step(self, epoch: int, epochs: int, step: int, steps: int, loss: float, lr: float,
+             rate: float, eta: float) -> None:
+        if not self.enabled:
+            return
+        text = (f"epoch {epoch + 1}/{epochs} step {step}/{steps} loss {loss:.4f} lr {lr:.2e} "
+                f"{rate:.1f} img/s eta {eta / 60:.1f} min")
+        if self.tty:
+            width = 30
+            done = int(width * step / steps)
+            sys.stderr.write(f"\r[{'#' * done}{'.' * (width - done)}] {text}")
+            sys.stderr.flush()
+        elif step == steps or step % max(1, steps // 4) == 0:
+            self.log(text)
+
+    def end_epoch(self) -> None:
+        if self.tty:
+            sys.stderr.write("\n")
+
+
+# -- the run ---------------------------------------------------------------------------------------
+def _save(path: Path, payload: dict[str, Any]) -> None:
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    atomic_write(path, lambda handle: handle.write(buffer.getvalue()))
+
+
+def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except (OSError, RuntimeError, EOFError) as exc:
+        raise TrainingError(f"{path}: cannot load checkpoint ({str(exc).splitlines()[0]})") from None
+
+
+def _write_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
+    import pandas as pd
+
+    atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in history))
+    flat = [{k: v for k, v in row.items() if not isinstance(v, list)} for row in history]
+    atomic_write_text(run_dir / "metrics.csv", pd.DataFrame(flat).to_csv(index=False))
+
+
+def read_summary(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir / "summary.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def train_spec(spec: Spec, runs_root: Path = Path("runs"), *, resume: bool = False, skip_bad: bool = False,
+               log: Callable[[str], None] = print, progress: bool = True) -> dict[str, Any]:
+    """Train and validate `spec`; returns the summary written to <run dir>/summary.json."""
+    t, d = spec.train, spec.data
+    device = resolve_device(t.device)
+    world = setup_world(device)
+    run_dir = run_dir_for(spec, runs_root)
+    finished = read_summary(run_dir)
+    if finished is not None:
+        log(f"{run_dir}: already finished; reusing its results")
+        return finished
+    if (run_dir / "last.pt").exists() and not resume:
+        raise TrainingError(f"{run_dir}: an unfinished run is there; pass --resume to continue it")
+
+    def say(text: str) -> None:
+        if world.main:
+            log(text)
+            with open(run_dir / "log.txt", "a", encoding="utf-8") as handle:
+                handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
+
+    if world.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "spec.json", json.dumps(spec.canonical(), indent=2) + "\n")
+    splits = make_splits(d, t, spec.num_classes, skip_bad)
+    if splits.skipped:
+        say(f"skipped {len(splits.skipped)} bad sample(s): " + "; ".join(splits.skipped[:3]))
+    torch.manual_seed(t.seed)
+    model = compile_spec(spec, device)
+    net: torch.nn.Module = DistributedDataParallel(model) if world.size > 1 else model
+    optimizer = make_optimizer(model, t)
+    loader_args = {"batch_size": t.batch_size, "num_workers": t.workers, "pin_memory": device.type == "cuda",
+                   "collate_fn": pad_collate, "persistent_workers": False}
+    val_indices = list(range(world.rank, len(splits.val), world.size))  # no padding: exact counts
+    val_loader = DataLoader(Subset(splits.val, val_indices), shuffle=False, **loader_args)
+    steps_per_epoch = math.ceil(len(splits.train) / (t.batch_size * world.size))
+    total_steps = t.iterations or t.epochs * steps_per_epoch
+    epochs = math.ceil(total_steps / steps_per_epoch)
+
+    start_epoch, best, history = 0, -1.0, []
+    if resume and (run_dir / "last.pt").exists():
+        state = load_checkpoint(run_dir / "last.pt", device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch, best, history = state["epoch"] + 1, state["best"], state["history"]
+        say(f"resuming {run_dir} after epoch {start_epoch}")
+    say(f"{spec.name}: {sum(p.numel() for p in model.parameters()):,} params on {device}, "
+        f"{len(splits.train)} train / {len(splits.val)} val images, {epochs} epochs x {steps_per_epoch} steps")
+    bar = Progress(say, progress and world.main)
+    started, confusion = time.time(), None
+    for epoch in range(start_epoch, epochs):
+        torch.manual_seed(t.seed * 1009 + epoch)  # dropout and sampling depend on (seed, epoch) only
+        splits.train.epoch = epoch
+        if world.size > 1:
+            sampler = DistributedSampler(splits.train, world.size, world.rank, shuffle=True, seed=t.seed)
+            sampler.set_epoch(epoch)
+        else:
+            sampler = RandomSampler(splits.train, generator=torch.Generator().manual_seed(t.seed * 31 + epoch))
+        loader = DataLoader(splits.train, sampler=sampler, **loader_args)
+        net.train()
+        epoch_start, seen, loss_sum = time.time(), 0, 0.0
+        for i, (images, masks) in enumerate(loader):
+            step = epoch * steps_per_epoch + i
+            if step >= total_steps:
+                break
+            for group in optimizer.param_groups:
+                group["lr"] = t.lr * group["lr_mult"] * lr_factor(step, total_steps, t)
+            images = images.to(device, non_blocking=True)  # [B, 3, H, W]
+            masks = masks.to(device, non_blocking=True)  # [B, H, W]
+            with autocast(device, t.amp):
+                loss = segmentation_loss(net(images), masks, t, d.ignore_index)
+            if not torch.isfinite(loss):
+                raise TrainingError(f"loss became {loss.item()} at epoch {epoch + 1}, step {i + 1}; "
+                                    f"stopped, last good checkpoint kept in {run_dir / 'last.pt'}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            seen += images.shape[0] * world.size
+            loss_sum += loss.item()
+            rate = seen / max(time.time() - epoch_start, 1e-9)
+            remaining = (total_steps - step - 1) * t.batch_size * world.size / max(rate, 1e-9)
+            bar.step(epoch, epochs, i + 1, steps_per_epoch, loss.item(), optimizer.param_groups[0]["lr"],
+                     rate, remaining)
+        bar.end_epoch()
+        train_seconds = time.time() - epoch_start
+        row: dict[str, Any] = {"epoch": epoch + 1, "loss": loss_sum / max(1, i + 1),
+                               "images_per_s": seen / max(train_seconds, 1e-9), "train_s": train_seconds}
+        if (epoch + 1) % t.eval_every == 0 or epoch + 1 == epochs:
+            confusion = evaluate(model, val_loader, spec.num_classes, device, t.amp, d.ignore_index)
+            scores = confusion.compute()
+            row.update(scores)
+            say(f"epoch {epoch + 1}/{epochs}: loss {row['loss']:.4f}, val mIoU {scores['miou']:.4f}, "
+                f"pixel acc {scores['pixel_acc']:.4f}, {row['images_per_s']:.1f} img/s")
+        history.append(row)
+        if world.main:
+            _write_metrics(run_dir, history)
+            is_best = row.get("miou", -1.0) > best
+            best = max(best, row.get("miou", -1.0))
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+                     "best": best, "history": history, "spec": spec.canonical()}
+            _save(run_dir / "last.pt", state)
+            if is_best:
+                _save(run_dir / "best.pt", {"model": model.state_dict(), "epoch": epoch, "spec": spec.canonical()})
+    final = confusion or evaluate(model, val_loader, spec.num_classes, device, t.amp, d.ignore_index)
+    summary = {"spec": spec.name, "hash": spec.digest(), "status": "complete", "epochs": epochs,
+               "steps": total_steps, "params": sum(p.numel() for p in model.parameters()),
+               "train_s": sum(r["train_s"] for r in history), "wall_s": time.time() - started,
+               "classes": splits.classes, "world_size": world.size,
+               **final.compute(), "best_miou": best, "confusion": final.matrix.tolist()}
+    if world.main:
+        atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+        say(f"done: val mIoU {summary['miou']:.4f} (pixel acc {summary['pixel_acc']:.4f}, mean acc "
+            f"{summary['mean_acc']:.4f}, f.w. IoU {summary['fwiou']:.4f}) -> {run_dir}")
+    return summary
