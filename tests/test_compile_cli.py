@@ -20,7 +20,7 @@ def test_runtime_error_names_the_node():
 
 
 def test_generated_code_is_plain_pytorch_named_by_node():
-    code = compile_spec(load_spec(SPECS / "fcn16s-mini.json")).code
+    code = compile_spec(load_spec(SPECS / "fcn16s-vgg16.json")).code
     assert "score_pool4 = self.score_pool4(pool4)" in code
     assert "crop_to(score_pool4, upscore2, 5)" in code
     assert "crop_to(upscore16, x, 27)" in code
