@@ -296,7 +296,15 @@ def make_splits(data: DataSettings, train: TrainSettings, num_classes: int,
     root = Path(data.path)
     tr = FolderSegmentation(root, data.train_split, num_classes, data.ignore_index, skip_bad)
     va = FolderSegmentation(root, data.val_split, num_classes, data.ignore_index, skip_bad)
-    palette = tr.palette or [tuple(int(v) for v in np.random.default_rng(i).integers(0, 256, 3))
-                             for i in range(num_classes)]
-    return Splits(Transformed(tr, data, train), Transformed(va, data, None), tr.classes, palette,
-                  tr.skipped + va.skipped)
+    return Splits(Transformed(tr, data, train), Transformed(va, data, None), tr.classes,
+                  palette_of(data, num_classes), tr.skipped + va.skipped)
+
+
+def palette_of(data: DataSettings, num_classes: int) -> list[tuple[int, int, int]]:
+    """Class colours: the synthetic set's, a folder's classes.json palette, or fixed seeded ones."""
+    if data.path is None:
+        return SYNTHETIC_PALETTE
+    _, palette = read_classes(Path(data.path))
+    if palette:
+        return palette
+    return [tuple(int(v) for v in np.random.default_rng(i).integers(0, 256, 3)) for i in range(num_classes)]

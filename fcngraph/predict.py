@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from .compile import compile_spec
-from .data import SYNTHETIC_PALETTE, normalise
+from .data import normalise, palette_of
 from .errors import DataError, FcngraphError
 from .io import atomic_write
 from .spec import load_spec
@@ -27,19 +27,6 @@ def checkpoint_path(source: Path) -> Path:
     return source
 
 
-def palette_for(spec_data: dict, run_dir: Path) -> list[tuple[int, int, int]]:
-    path = spec_data["data"].get("path")
-    if path and (Path(path) / "classes.json").is_file():
-        import json
-        palette = json.loads((Path(path) / "classes.json").read_text()).get("palette")
-        if palette:
-            return [tuple(c) for c in palette]
-    if spec_data["data"].get("path") is None:
-        return SYNTHETIC_PALETTE
-    rng = np.random.default_rng(0)
-    return [tuple(int(v) for v in rng.integers(0, 256, 3)) for _ in range(spec_data["num_classes"])]
-
-
 def predict(source: Path, images: list[Path], out_dir: Path, device: str = "cpu") -> list[Path]:
     """Write <stem>.png (palette mask) and <stem>_overlay.png for each image; return the masks."""
     ckpt = checkpoint_path(source)
@@ -47,7 +34,7 @@ def predict(source: Path, images: list[Path], out_dir: Path, device: str = "cpu"
     spec = load_spec(state["spec"])
     model = compile_spec(spec, device).eval()
     model.load_state_dict(state["model"])
-    palette = palette_for(state["spec"], ckpt.parent)
+    palette = palette_of(spec.data, spec.num_classes)
     flat = [v for colour in palette for v in colour] + [255, 255, 255] * (256 - len(palette))
     written = []
     for path in images:

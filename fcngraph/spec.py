@@ -201,4 +201,3 @@ def _from_validation(exc: ValidationError, file: str | None, origins: dict[str, 
 
 
 __all__ = ["INPUT", "Spec", "load_spec", "json_schema", "read_json"]
-_ = NodeId  # re-exported for graph.py

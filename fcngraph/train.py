@@ -242,7 +242,8 @@ def train_spec(spec: Spec, runs_root: Path = Path("runs"), *, resume: bool = Fal
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, best, history = state["epoch"] + 1, state["best"], state["history"]
         say(f"resuming {run_dir} after epoch {start_epoch}")
-    say(f"{spec.name}: {sum(p.numel() for p in model.parameters()):,} params on {device}, "
+    params = sum(p.numel() for p in model.parameters())
+    say(f"{spec.name}: {params:,} params on {device}, "
         f"{len(splits.train)} train / {len(splits.val)} val images, {epochs} epochs x {steps_per_epoch} steps")
     bar = Progress(say, progress and world.main)
     started, confusion = time.time(), None
@@ -301,7 +302,7 @@ def train_spec(spec: Spec, runs_root: Path = Path("runs"), *, resume: bool = Fal
                 _save(run_dir / "best.pt", {"model": model.state_dict(), "epoch": epoch, "spec": spec.canonical()})
     final = confusion or evaluate(model, val_loader, spec.num_classes, device, t.amp, d.ignore_index)
     summary = {"spec": spec.name, "hash": spec.digest(), "status": "complete", "epochs": epochs,
-               "steps": total_steps, "params": sum(p.numel() for p in model.parameters()),
+               "steps": total_steps, "params": params,
                "train_s": sum(r["train_s"] for r in history), "wall_s": time.time() - started,
                "classes": splits.classes, "world_size": world.size,
                **final.compute(), "best_miou": best, "confusion": final.matrix.tolist()}
