@@ -17,24 +17,10 @@ from fcngraph.cli import main
 from fcngraph.data import FolderSegmentation, SyntheticShapes
 from fcngraph.errors import DataError
 
-from .conftest import CAMVID, ROOT, SPECS
+from .conftest import CAMVID, ROOT, SPECS, make_folder
 
 QUICK = ["--set", "data.size=32", "--set", "data.train_samples=48", "--set", "data.val_samples=16",
          "--set", "train.batch_size=8", "--quiet"]
-
-
-def make_folder(root, n=6, size=(20, 16), classes=3):
-    rng = np.random.default_rng(0)
-    for sub in ("images", "masks", "splits"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-    stems = [f"s{i}" for i in range(n)]
-    for stem in stems:
-        Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8)).save(root / "images" / f"{stem}.png")
-        Image.fromarray(rng.integers(0, classes, size, dtype=np.uint8)).save(root / "masks" / f"{stem}.png")
-    (root / "splits" / "train.txt").write_text("\n".join(stems[:4]))
-    (root / "splits" / "val.txt").write_text("\n".join(stems[4:]))
-    (root / "classes.json").write_text(json.dumps({"classes": [f"c{i}" for i in range(classes)]}))
-    return root
 
 
 def test_synthetic_data_is_seeded_and_has_every_class():

@@ -76,6 +76,7 @@ class Op(BaseModel):
     arity: ClassVar[tuple[int, int | None]] = (1, 1)
     kind: ClassVar[str] = "other"  # diagram category
     fill: ClassVar[str] = "#eeeeee"  # diagram fill colour
+    shape: ClassVar[str] = "box"  # diagram node shape (graphviz)
 
     @property
     def inputs(self) -> list[str]:

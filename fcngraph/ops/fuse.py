@@ -36,6 +36,7 @@ class Fuse(Op):
     arity = (2, None)
     kind = "fuse"
     fill = "#ffffb2"
+    shape = "ellipse"
 
     @model_validator(mode="after")
     def _align_is_input(self) -> Fuse:

@@ -26,6 +26,7 @@ class Pool(Op):
 
     kind = "pool"
     fill = "#c7e9c0"
+    shape = "invhouse"
 
     @model_validator(mode="after")
     def _pad_fits(self) -> Pool:

@@ -40,6 +40,7 @@ class Tconv(Op):
 
     kind = "tconv"
     fill = "#fc9272"
+    shape = "house"
 
     @property
     def size(self) -> int:
@@ -106,6 +107,7 @@ class Upsample(Op):
 
     kind = "upsample"
     fill = "#fcbba1"
+    shape = "house"
 
     @model_validator(mode="after")
     def _one_target(self) -> Upsample:
