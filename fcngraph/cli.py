@@ -99,6 +99,31 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- diagram commands -----------------------------------------------------------------------------
+def cmd_diagram(args: argparse.Namespace) -> int:
+    from .diagram import layout, render, to_dot
+    from .shapes import analyze
+    from .spec import load_spec
+
+    analysis = analyze(load_spec(args.spec), args.size)
+    path = render(to_dot(layout(analysis, args.compact)), Path(args.output))
+    print(f"wrote {path}" + ("" if path.suffix == ".dot" else f" and {path.with_suffix('.dot')}"))
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from .diagram import render, to_dot
+    from .diff import describe, diff_layout, diff_specs
+    from .shapes import analyze
+    from .spec import load_spec
+
+    diff = diff_specs(analyze(load_spec(args.a), args.size), analyze(load_spec(args.b), args.size))
+    print(describe(diff))
+    if args.output:
+        print(f"wrote {render(to_dot(diff_layout(diff, args.compact)), Path(args.output))}")
+    return 0
+
+
 # -- training commands ---------------------------------------------------------------------------
 def load_with_overrides(args: argparse.Namespace):
     from .overrides import apply_overrides
@@ -131,6 +156,33 @@ def cmd_predict(args: argparse.Namespace) -> int:
     written = predict(Path(args.source), [Path(p) for p in args.images], Path(args.output), args.device)
     print(f"wrote {len(written)} mask(s) and overlay(s) to {args.output}")
     return 0
+
+
+def _report(records, output: str) -> int:
+    from .report import write_report
+
+    report = write_report(records, Path(output))
+    print(report.results[["variant", "status", "mIoU", "pixel acc", "params (M)", "GFLOPs"]].to_string(index=False))
+    print(f"wrote {output}/report.md, report.html, results.csv, per_class.csv, curves, diagrams")
+    for note in report.notes:
+        print(f"note: {note}")
+    return 1 if any(r.status == "failed" for r in records) else 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare_specs
+    from .overrides import apply_overrides
+    from .spec import load_spec
+
+    assignments = list(args.set or []) + ([f"train.epochs={args.epochs}"] if args.epochs else [])
+    specs = [apply_overrides(load_spec(path), assignments) for path in args.specs]
+    return _report(compare_specs(specs, Path(args.runs), progress=not args.quiet), args.output)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .compare import read_run
+
+    return _report([read_run(Path(path)) for path in args.runs], args.output)
 
 
 # -- parser -----------------------------------------------------------------------------------
@@ -176,6 +228,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N.")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is).")
 
+    p = _add(sub, "diagram", cmd_diagram, "Draw a spec as a U-shaped diagram (row = scale, column = "
+             "execution order); the .dot source is always written beside it.")
+    p.add_argument("spec", help="Spec JSON file.")
+    p.add_argument("-o", "--output", required=True, help="Output file: .svg, .png, .pdf or .dot.")
+    p.add_argument("--size", type=parse_size, default=None, help="Input size, N or HxW, to show spatial sizes.")
+    p.add_argument("--compact", action="store_true", help="Collapse same-scale conv chains into one stage box.")
+
+    p = _add(sub, "diff", cmd_diff, "Print node, edge and parameter differences from spec A to spec B, "
+             "and optionally draw B with them marked.")
+    p.add_argument("a", help="The spec compared against.")
+    p.add_argument("b", help="The spec drawn.")
+    p.add_argument("-o", "--output", help="Also draw B with added/changed/removed nodes marked (.svg/.png/.pdf/.dot).")
+    p.add_argument("--size", type=parse_size, default=None, help="Input size, N or HxW, to show spatial sizes.")
+    p.add_argument("--compact", action="store_true", help="Collapse same-scale conv chains into one stage box.")
+
     p = _add(sub, "run", cmd_run, "Train and evaluate a spec (embedded synthetic data unless --data).")
     p.add_argument("spec", help="Spec JSON file.")
     p.add_argument("--data", help="Dataset folder (VOC layout or images/ + masks/).")
@@ -187,6 +254,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="Continue an unfinished run from its last checkpoint.")
     p.add_argument("--skip-bad", action="store_true", help="Skip bad samples (and say how many) instead of stopping.")
     p.add_argument("--quiet", action="store_true", help="No progress bar or per-step lines.")
+
+    p = _add(sub, "compare", cmd_compare, "Train each spec that has no finished run (finished runs are "
+             "reused) and write a comparison report: tables, curves, diagrams, predictions.")
+    p.add_argument("specs", nargs="+", help="Spec JSON files, one per variant.")
+    p.add_argument("-o", "--output", required=True, help="Report folder (report.md, report.html, results.csv, ...).")
+    p.add_argument("--runs", default="runs", help="Folder that holds run directories.")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="Override a setting in every spec, e.g. train.epochs=5 (repeatable).")
+    p.add_argument("--epochs", type=int, help="Shortcut for --set train.epochs=N.")
+    p.add_argument("--quiet", action="store_true", help="No per-step progress lines.")
+
+    p = _add(sub, "report", cmd_report, "Write the comparison report of existing run directories, "
+             "training nothing; unfinished or failed runs are marked in the table.")
+    p.add_argument("runs", nargs="+", help="Run directories (runs/<name>-<hash>).")
+    p.add_argument("-o", "--output", required=True, help="Report folder.")
 
     p = _add(sub, "predict", cmd_predict, "Write palette PNG masks and overlays for images.")
     p.add_argument("source", help="Run directory (uses best.pt) or checkpoint file.")

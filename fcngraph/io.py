@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -28,3 +29,8 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
 
 def atomic_write_text(path: Path, text: str) -> Path:
     return atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
+
+
+def safe_stem(name: str) -> str:
+    """`name` made safe as a file name: characters other than letters, digits and ._+- become '_'."""
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", name).strip("._") or "unnamed"

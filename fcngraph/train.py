@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Subs
 from .compile import compile_spec
 from .data import make_splits, pad_collate
 from .errors import FcngraphError
-from .io import atomic_write, atomic_write_text
+from .io import atomic_write, atomic_write_text, safe_stem
 from .metrics import ConfusionMatrix
 from .settings import TrainSettings
 from .spec import Spec
@@ -39,8 +39,8 @@ class TrainingError(FcngraphError):
 
 
 def run_dir_for(spec: Spec, runs_root: Path) -> Path:
-    """runs/<spec-name>-<hash of the resolved spec>."""
-    return Path(runs_root) / f"{spec.name}-{spec.digest()}"
+    """runs/<spec-name>-<hash of the resolved spec>; characters unsafe in a file name become '_'."""
+    return Path(runs_root) / f"{safe_stem(spec.name)}-{spec.digest()}"
 
 
 # -- pieces of the loop ---------------------------------------------------------------------------
@@ -219,6 +219,7 @@ def train_spec(spec: Spec, runs_root: Path = Path("runs"), *, resume: bool = Fal
 
     if world.main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "failed.txt").unlink(missing_ok=True)  # a resumed run is no longer a failed one
         atomic_write_text(run_dir / "spec.json", json.dumps(spec.canonical(), indent=2) + "\n")
     splits = make_splits(d, t, spec.num_classes, skip_bad)
     if splits.skipped:
@@ -269,8 +270,11 @@ def train_spec(spec: Spec, runs_root: Path = Path("runs"), *, resume: bool = Fal
             with autocast(device, t.amp):
                 loss = segmentation_loss(net(images), masks, t, d.ignore_index)
             if not torch.isfinite(loss):
-                raise TrainingError(f"loss became {loss.item()} at epoch {epoch + 1}, step {i + 1}; "
-                                    f"stopped, last good checkpoint kept in {run_dir / 'last.pt'}")
+                message = (f"loss became {loss.item()} at epoch {epoch + 1}, step {i + 1}; "
+                           f"stopped, last good checkpoint kept in {run_dir / 'last.pt'}")
+                if world.main:  # reports show why the run has no summary
+                    atomic_write_text(run_dir / "failed.txt", message + "\n")
+                raise TrainingError(message)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

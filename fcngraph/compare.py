@@ -1,0 +1,165 @@
+"""Specs or run directories → `RunRecord`s, the rows of a comparison report.
+
+`compare_specs` trains each spec that has no finished run with the same spec hash (finished
+runs are reused, unfinished ones resumed) and `read_run` reads what a run directory holds:
+a finished summary, or the last evaluated epoch of an unfinished or failed run. Latency is
+measured once per run, device and size and cached in the run directory, so a second report
+from the same runs is identical; the qualitative predictions are deterministic on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .bench import alternate, forward_step, median
+from .compile import compile_spec
+from .data import Splits, make_splits
+from .errors import FcngraphError
+from .io import atomic_write_text
+from .shapes import analyze
+from .spec import Spec, load_spec
+from .train import load_checkpoint, read_summary, run_dir_for, train_spec
+
+LATENCY_REPS = 10
+
+
+@dataclass
+class RunRecord:
+    """One variant of a report: what its run directory says, or why it says nothing."""
+
+    name: str
+    path: Path
+    status: str  # complete, incomplete, failed, missing
+    note: str = ""
+    spec: Spec | None = None
+    scores: dict[str, Any] = field(default_factory=dict)  # summary.json, or the last evaluated epoch
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.scores.get("classes") or [])
+
+    @property
+    def miou(self) -> float:
+        return float(self.scores.get("miou", math.nan))
+
+    def checkpoint(self) -> Path | None:
+        return next((self.path / n for n in ("best.pt", "last.pt") if (self.path / n).is_file()), None)
+
+
+def _read_history(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            break  # a torn last line of a killed run
+    return rows
+
+
+def read_run(run_dir: Path) -> RunRecord:
+    """A run directory → its record; never raises for a missing, unfinished or broken run."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return RunRecord(run_dir.name, run_dir, "missing", "no such run directory")
+    try:
+        spec = load_spec(json.loads((run_dir / "spec.json").read_text()))
+    except (OSError, ValueError, FcngraphError) as exc:
+        return RunRecord(run_dir.name, run_dir, "failed", f"spec.json unreadable: {str(exc).splitlines()[0]}")
+    history = _read_history(run_dir)
+    summary = read_summary(run_dir)
+    if summary is not None:
+        return RunRecord(spec.name, run_dir, "complete", "", spec, summary, history)
+    evaluated = [row for row in history if "miou" in row]
+    last = {**(evaluated[-1] if evaluated else {}), "classes": None}
+    failure = run_dir / "failed.txt"
+    if failure.is_file():
+        return RunRecord(spec.name, run_dir, "failed", failure.read_text().strip(), spec, last, history)
+    done = f"after epoch {history[-1]['epoch']}" if history else "before its first epoch"
+    return RunRecord(spec.name, run_dir, "incomplete", f"stopped {done}", spec, last, history)
+
+
+def compare_specs(specs: list[Spec], runs_root: Path, log: Callable[[str], None] = print,
+                  progress: bool = False) -> list[RunRecord]:
+    """Train (or reuse, or resume) each spec's run; a spec that fails becomes a failed record."""
+    records = []
+    for spec in specs:
+        run_dir = run_dir_for(spec, runs_root)
+        try:
+            train_spec(spec, runs_root, resume=True, log=log, progress=progress)
+        except FcngraphError as exc:
+            log(f"{spec.name}: failed: {exc}")
+            record = read_run(run_dir)
+            if record.status != "failed":
+                record.status, record.note = "failed", str(exc)
+            records.append(record)
+            continue
+        records.append(read_run(run_dir))
+    return records
+
+
+def distinct_names(records: list[RunRecord]) -> list[RunRecord]:
+    """Variant names are table columns: a later run with a name already used gets its directory added."""
+    seen: set[str] = set()
+    for record in records:
+        if record.name in seen:
+            record.name = f"{record.name} ({record.path.name})"
+        seen.add(record.name)
+    return records
+
+
+# -- measurements that need the model ---------------------------------------------------------------
+def data_key(spec: Spec) -> str:
+    """Runs whose specs share this key were validated on the same images with the same classes."""
+    return f"{spec.num_classes}:{spec.digest(('data',))}"
+
+
+def load_splits(spec: Spec) -> Splits:
+    return make_splits(spec.data, spec.train, spec.num_classes, skip_bad=True)
+
+
+def eval_size(splits: Splits) -> tuple[int, int]:
+    image, _ = splits.val[0]  # [3, H, W]
+    return int(image.shape[1]), int(image.shape[2])
+
+
+def gflops(spec: Spec, size: tuple[int, int]) -> float:
+    try:
+        return analyze(spec, size).flops / 1e9
+    except FcngraphError:
+        return math.nan  # the model does not run at that size
+
+
+def latency_ms(record: RunRecord, size: tuple[int, int], device: str = "cpu") -> float:
+    """Median batch-1 forward time at `size`, measured once and cached in the run directory."""
+    cache_path = record.path / "latency.json"
+    key = f"{device}:{size[0]}x{size[1]}:threads={torch.get_num_threads()}"
+    cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+    if key not in cache:
+        model = compile_spec(record.spec, device).eval()
+        x = torch.randn(1, record.spec.input.channels, *size, device=device)  # [1, C, H, W]
+        times = alternate({"forward": forward_step(model, x)}, LATENCY_REPS, torch.device(device))
+        cache[key] = round(median(times["forward"]), 3)
+        atomic_write_text(cache_path, json.dumps(cache, indent=2, sort_keys=True) + "\n")
+    return cache[key]
+
+
+@torch.no_grad()
+def predictions(record: RunRecord, splits: Splits, indices: list[int]) -> list[torch.Tensor] | None:
+    """The record's label maps for validation images `indices`, or None without a checkpoint."""
+    path = record.checkpoint()
+    if path is None:
+        return None
+    model = compile_spec(record.spec).eval()
+    model.load_state_dict(load_checkpoint(path)["model"])
+    return [model(splits.val[i][0][None]).argmax(1)[0] for i in indices]  # each [H, W]
