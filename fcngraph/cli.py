@@ -134,6 +134,8 @@ def load_with_overrides(args: argparse.Namespace):
         assignments.append(f"data.path={json.dumps(str(Path(args.data).resolve()))}")
     if getattr(args, "device", None):
         assignments.append(f"train.device={json.dumps(args.device)}")
+    if getattr(args, "init", None):
+        assignments.append(f"train.init={json.dumps(str(Path(args.init).resolve()))}")
     if getattr(args, "epochs", None):
         assignments.append(f"train.epochs={args.epochs}")
     return apply_overrides(load_spec(args.spec), assignments)
@@ -147,6 +149,19 @@ def cmd_run(args: argparse.Namespace) -> int:
                          progress=not args.quiet)
     print(f"{spec.name}: val mIoU {summary['miou']:.4f}  pixel acc {summary['pixel_acc']:.4f}  "
           f"mean acc {summary['mean_acc']:.4f}  f.w. IoU {summary['fwiou']:.4f}")
+    return 0
+
+
+def cmd_init_from(args: argparse.Namespace) -> int:
+    from .spec import load_spec
+    from .surgery import init_from
+    from .train import save_checkpoint
+
+    spec = load_spec(args.spec)
+    surgery = init_from(spec, Path(args.weights), args.map)
+    save_checkpoint(Path(args.output), {"model": surgery.state, "spec": spec.canonical()})
+    print(surgery.describe())
+    print(f"wrote {args.output}; train from it with: fcngraph run {args.spec} --init {args.output}")
     return 0
 
 
@@ -251,6 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="Shortcut for --set train.epochs=N.")
     p.add_argument("--device", help="Shortcut for --set train.device=DEVICE (cpu, cuda, cuda:N).")
     p.add_argument("--runs", default="runs", help="Folder that holds run directories.")
+    p.add_argument("--init", help="Start from these weights (run dir, checkpoint or state dict), matched by "
+                   "node id; shortcut for --set train.init=PATH.")
     p.add_argument("--resume", action="store_true", help="Continue an unfinished run from its last checkpoint.")
     p.add_argument("--skip-bad", action="store_true", help="Skip bad samples (and say how many) instead of stopping.")
     p.add_argument("--quiet", action="store_true", help="No progress bar or per-step lines.")
@@ -269,6 +286,14 @@ def build_parser() -> argparse.ArgumentParser:
              "training nothing; unfinished or failed runs are marked in the table.")
     p.add_argument("runs", nargs="+", help="Run directories (runs/<name>-<hash>).")
     p.add_argument("-o", "--output", required=True, help="Report folder.")
+
+    p = _add(sub, "init-from", cmd_init_from, "Net surgery: pour weights into a spec's model and save them "
+             "as a checkpoint to train from (--init).")
+    p.add_argument("spec", help="Spec JSON file whose model receives the weights.")
+    p.add_argument("weights", help="Run directory, fcngraph checkpoint or state dict file (.pt/.pth).")
+    p.add_argument("--map", choices=["ids", "vgg16"], default="ids", help="ids: match node ids and shapes "
+                   "(e.g. FCN-32s run → FCN-16s); vgg16: torchvision VGG16 layout, fc6/fc7 reshaped to convs.")
+    p.add_argument("-o", "--output", required=True, help="Checkpoint file to write.")
 
     p = _add(sub, "predict", cmd_predict, "Write palette PNG masks and overlays for images.")
     p.add_argument("source", help="Run directory (uses best.pt) or checkpoint file.")

@@ -10,21 +10,10 @@ from PIL import Image
 
 from .compile import compile_spec
 from .data import normalise, palette_of
-from .errors import DataError, FcngraphError
+from .errors import DataError
 from .io import atomic_write
 from .spec import load_spec
-from .train import load_checkpoint
-
-
-def checkpoint_path(source: Path) -> Path:
-    if source.is_dir():
-        for name in ("best.pt", "last.pt"):
-            if (source / name).is_file():
-                return source / name
-        raise FcngraphError(f"{source}: no best.pt or last.pt in this run directory")
-    if not source.is_file():
-        raise FcngraphError(f"{source}: no such run directory or checkpoint")
-    return source
+from .train import checkpoint_path, load_checkpoint
 
 
 def predict(source: Path, images: list[Path], out_dir: Path, device: str = "cpu") -> list[Path]:

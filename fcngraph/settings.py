@@ -36,6 +36,10 @@ class TrainSettings(BaseModel):
     class_weights: list[float] | None = Field(None, description="Per-class cross-entropy weights.")
     amp: Literal["none", "bf16", "fp16"] = Field("none", description="Mixed precision (CUDA).")
     seed: int = Field(0, description="Seed for weights, data order and augmentation.")
+    init: str | None = Field(None, description="Weights to start from: a run directory, a checkpoint or a "
+                                               "state dict file (net surgery; see `fcngraph init-from`).")
+    init_map: Literal["ids", "vgg16"] = Field("ids", description="How `init` maps onto the nodes: by node id "
+                                                                "(e.g. FCN-32s → 16s), or torchvision's VGG16.")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
     workers: int = Field(0, ge=0, description="DataLoader worker processes.")
     eval_every: int = Field(1, ge=1, description="Validate every N epochs.")

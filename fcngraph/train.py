@@ -171,7 +171,8 @@ class Progress:
 
 
 # -- the run ---------------------------------------------------------------------------------------
-def _save(path: Path, payload: dict[str, Any]) -> None:
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    """torch.save through a temp file and rename: a kill never leaves half a checkpoint."""
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     atomic_write(path, lambda handle: handle.write(buffer.getvalue()))
@@ -182,6 +183,17 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
         return torch.load(path, map_location=device, weights_only=True)
     except (OSError, RuntimeError, EOFError) as exc:
         raise TrainingError(f"{path}: cannot load checkpoint ({str(exc).splitlines()[0]})") from None
+
+
+def checkpoint_path(source: Path) -> Path:
+    if source.is_dir():
+        for name in ("best.pt", "last.pt"):
+            if (source / name).is_file():
+                return source / name
+        raise TrainingError(f"{source}: no best.pt or last.pt in this run directory")
+    if not source.is_file():
+        raise TrainingError(f"{source}: no such run directory or checkpoint")
+    return source
 
 
 def _write_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
@@ -227,6 +239,12 @@ def train_spec(spec: Spec, runs_root: Path = Path("runs"), *, resume: bool = Fal
     torch.manual_seed(t.seed)
     model = compile_spec(spec, device)
     net: torch.nn.Module = DistributedDataParallel(model) if world.size > 1 else model
+    if t.init and not (resume and (run_dir / "last.pt").exists()):
+        from .surgery import init_from  # surgery reads checkpoints through this module
+
+        surgery = init_from(spec, Path(t.init), t.init_map)
+        model.load_state_dict(surgery.state)
+        say(f"initialised from {t.init} ({t.init_map}): " + surgery.describe().splitlines()[0])
     optimizer = make_optimizer(model, t)
     loader_args = {"batch_size": t.batch_size, "num_workers": t.workers, "pin_memory": device.type == "cuda",
                    "collate_fn": pad_collate, "persistent_workers": False}
@@ -301,9 +319,10 @@ def train_spec(spec: Spec, runs_root: Path = Path("runs"), *, resume: bool = Fal
             best = max(best, row.get("miou", -1.0))
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
                      "best": best, "history": history, "spec": spec.canonical()}
-            _save(run_dir / "last.pt", state)
+            save_checkpoint(run_dir / "last.pt", state)
             if is_best:
-                _save(run_dir / "best.pt", {"model": model.state_dict(), "epoch": epoch, "spec": spec.canonical()})
+                best_state = {"model": model.state_dict(), "epoch": epoch, "spec": spec.canonical()}
+                save_checkpoint(run_dir / "best.pt", best_state)
     final = confusion or evaluate(model, val_loader, spec.num_classes, device, t.amp, d.ignore_index)
     summary = {"spec": spec.name, "hash": spec.digest(), "status": "complete", "epochs": epochs,
                "steps": total_steps, "params": params,
