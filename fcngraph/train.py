@@ -128,6 +128,16 @@ def autocast(device: torch.device, amp: str):
 
 
 @torch.no_grad()
+def sync_buffers(model: torch.nn.Module, world: World) -> None:
+    """Give every rank rank 0's buffers (BatchNorm running stats). DDP broadcasts them before each
+    training forward, but that forward then updates each rank's copy with its own batch, so
+    without this the ranks would validate their shards with different models."""
+    if world.size > 1:
+        for buffer in model.buffers():
+            dist.broadcast(buffer, 0)
+
+
+@torch.no_grad()
 def evaluate(model: torch.nn.Module, loader: DataLoader, num_classes: int, device: torch.device,
              amp: str = "none", ignore: int = 255) -> ConfusionMatrix:
     """Confusion matrix of the model over a loader (summed across ranks when distributed)."""
@@ -307,6 +317,7 @@ def train_spec(spec: Spec, runs_root: Path = Path("runs"), *, resume: bool = Fal
         row: dict[str, Any] = {"epoch": epoch + 1, "loss": loss_sum / max(1, i + 1),
                                "images_per_s": seen / max(train_seconds, 1e-9), "train_s": train_seconds}
         if (epoch + 1) % t.eval_every == 0 or epoch + 1 == epochs:
+            sync_buffers(model, world)
             confusion = evaluate(model, val_loader, spec.num_classes, device, t.amp, d.ignore_index)
             scores = confusion.compute()
             row.update(scores)
@@ -323,6 +334,7 @@ def train_spec(spec: Spec, runs_root: Path = Path("runs"), *, resume: bool = Fal
             if is_best:
                 best_state = {"model": model.state_dict(), "epoch": epoch, "spec": spec.canonical()}
                 save_checkpoint(run_dir / "best.pt", best_state)
+    sync_buffers(model, world)
     final = confusion or evaluate(model, val_loader, spec.num_classes, device, t.amp, d.ignore_index)
     summary = {"spec": spec.name, "hash": spec.digest(), "status": "complete", "epochs": epochs,
                "steps": total_steps, "params": params,
