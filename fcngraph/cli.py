@@ -147,7 +147,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     spec = load_with_overrides(args)
     summary = train_spec(spec, Path(args.runs), resume=args.resume, skip_bad=args.skip_bad,
-                         progress=not args.quiet)
+                         progress=not args.quiet, tensorboard=args.tensorboard)
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 speaks
         print(f"{spec.name}: val mIoU {summary['miou']:.4f}  pixel acc {summary['pixel_acc']:.4f}  "
               f"mean acc {summary['mean_acc']:.4f}  f.w. IoU {summary['fwiou']:.4f}")
@@ -273,6 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="Continue an unfinished run from its last checkpoint.")
     p.add_argument("--skip-bad", action="store_true", help="Skip bad samples (and say how many) instead of stopping.")
     p.add_argument("--quiet", action="store_true", help="No progress bar or per-step lines.")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="Also log loss, lr and validation metrics to <run dir>/tensorboard (needs tensorboard).")
 
     p = _add(sub, "compare", cmd_compare, "Train each spec that has no finished run (finished runs are "
              "reused) and write a comparison report: tables, curves, diagrams, predictions.")

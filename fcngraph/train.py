@@ -180,6 +180,17 @@ class Progress:
             sys.stderr.write("\n")
 
 
+def open_tensorboard(run_dir: Path, enabled: bool):
+    """A SummaryWriter logging into <run dir>/tensorboard, or None when not asked for."""
+    if not enabled:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise TrainingError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
+    return SummaryWriter(str(run_dir / "tensorboard"))
+
+
 # -- the run ---------------------------------------------------------------------------------------
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """torch.save through a temp file and rename: a kill never leaves half a checkpoint."""
@@ -220,7 +231,8 @@ def read_summary(run_dir: Path) -> dict[str, Any] | None:
 
 
 def train_spec(spec: Spec, runs_root: Path = Path("runs"), *, resume: bool = False, skip_bad: bool = False,
-               log: Callable[[str], None] = print, progress: bool = True) -> dict[str, Any]:
+               log: Callable[[str], None] = print, progress: bool = True, tensorboard: bool = False
+               ) -> dict[str, Any]:
     """Train and validate `spec`; returns the summary written to <run dir>/summary.json."""
     t, d = spec.train, spec.data
     device = resolve_device(t.device)
@@ -275,6 +287,7 @@ def train_spec(spec: Spec, runs_root: Path = Path("runs"), *, resume: bool = Fal
     say(f"{spec.name}: {params:,} params on {device}, "
         f"{len(splits.train)} train / {len(splits.val)} val images, {epochs} epochs x {steps_per_epoch} steps")
     bar = Progress(say, progress and world.main)
+    board = open_tensorboard(run_dir, tensorboard and world.main)
     started, confusion = time.time(), None
     for epoch in range(start_epoch, epochs):
         torch.manual_seed(t.seed * 1009 + epoch)  # dropout and sampling depend on (seed, epoch) only
@@ -310,6 +323,9 @@ def train_spec(spec: Spec, runs_root: Path = Path("runs"), *, resume: bool = Fal
             loss_sum += loss.item()
             rate = seen / max(time.time() - epoch_start, 1e-9)
             remaining = (total_steps - step - 1) * t.batch_size * world.size / max(rate, 1e-9)
+            if board is not None:
+                board.add_scalar("train/loss", loss.item(), step)
+                board.add_scalar("train/lr", optimizer.param_groups[0]["lr"], step)
             bar.step(epoch, epochs, i + 1, steps_per_epoch, loss.item(), optimizer.param_groups[0]["lr"],
                      rate, remaining)
         bar.end_epoch()
@@ -321,6 +337,9 @@ def train_spec(spec: Spec, runs_root: Path = Path("runs"), *, resume: bool = Fal
             confusion = evaluate(model, val_loader, spec.num_classes, device, t.amp, d.ignore_index)
             scores = confusion.compute()
             row.update(scores)
+            if board is not None:
+                for name in ("miou", "pixel_acc", "mean_acc", "fwiou"):
+                    board.add_scalar(f"val/{name}", scores[name], epoch + 1)
             say(f"epoch {epoch + 1}/{epochs}: loss {row['loss']:.4f}, val mIoU {scores['miou']:.4f}, "
                 f"pixel acc {scores['pixel_acc']:.4f}, {row['images_per_s']:.1f} img/s")
         history.append(row)
@@ -341,6 +360,8 @@ def train_spec(spec: Spec, runs_root: Path = Path("runs"), *, resume: bool = Fal
                "train_s": sum(r["train_s"] for r in history), "wall_s": time.time() - started,
                "classes": splits.classes, "world_size": world.size,
                **final.compute(), "best_miou": best, "confusion": final.matrix.tolist()}
+    if board is not None:
+        board.close()
     if world.main:
         atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
         say(f"done: val mIoU {summary['miou']:.4f} (pixel acc {summary['pixel_acc']:.4f}, mean acc "

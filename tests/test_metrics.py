@@ -60,3 +60,18 @@ def test_scores_argmax_is_taken_for_4d_predictions():
     scores = torch.tensor([[[[0.1, 0.9]], [[0.8, 0.2]]]])  # [1, 2, 1, 2]: predicts 1, 0
     confusion.update(scores, torch.tensor([[[1, 0]]]))
     assert confusion.compute()["pixel_acc"] == 1.0
+
+
+def test_confusion_matrix_equals_torchmetrics():
+    from torchmetrics.classification import MulticlassConfusionMatrix, MulticlassJaccardIndex
+
+    g = torch.Generator().manual_seed(3)
+    pred = torch.randint(0, 5, (4, 33, 47), generator=g)
+    target = torch.randint(0, 5, (4, 33, 47), generator=g)
+    target[torch.rand(target.shape, generator=g) < 0.1] = 255
+    ours = ConfusionMatrix(5)
+    ours.update(pred, target)
+    reference = MulticlassConfusionMatrix(5, ignore_index=255)(pred, target)  # [true, predicted]
+    assert torch.equal(ours.matrix.cpu(), reference)
+    jaccard = MulticlassJaccardIndex(5, ignore_index=255, average="macro")(pred, target)
+    assert math.isclose(ours.compute()["miou"], float(jaccard), rel_tol=1e-6)

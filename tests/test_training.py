@@ -135,3 +135,17 @@ def test_set_override_errors_are_one_line(tmp_path, capsys):
     assert main(["run", str(SPECS / "fcn8s-mini.json"), "--set", "train.lr=-1", "--runs", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "--set train.lr" in err and err.count("\n") == 1
+
+
+def test_tensorboard_logs_loss_and_validation_metrics(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    assert main(["run", str(SPECS / "unet-mini.json"), *QUICK, "--epochs", "2", "--runs", str(tmp_path),
+                 "--tensorboard"]) == 0
+    (board,) = tmp_path.glob("*/tensorboard")
+    events = EventAccumulator(str(board))
+    events.Reload()
+    assert {"train/loss", "train/lr", "val/miou", "val/fwiou"} <= set(events.Tags()["scalars"])
+    assert [e.step for e in events.Scalars("val/miou")] == [1, 2]
+    summary = json.loads(next(tmp_path.glob("*/summary.json")).read_text())
+    assert events.Scalars("val/miou")[-1].value == pytest.approx(summary["miou"])
