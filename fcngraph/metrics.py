@@ -23,9 +23,12 @@ class ConfusionMatrix:
         """pred, target: [...] class indices of the same shape (pred may also be [B, C, H, W] scores)."""
         if pred.dim() == target.dim() + 1:
             pred = pred.argmax(1)
-        keep = target != self.ignore_index
-        index = target[keep] * self.num_classes + pred[keep]  # [N]
-        self.matrix += torch.bincount(index, minlength=self.num_classes ** 2).view(self.num_classes, -1)
+        n = self.num_classes
+        index = target.reshape(-1).long() * n + pred.reshape(-1)  # [N]
+        # ignored pixels go to one spare bin rather than being masked out: a boolean selection
+        # costs a nonzero() and a gather, this costs one elementwise where
+        index = torch.where(target.reshape(-1) == self.ignore_index, n * n, index)
+        self.matrix += torch.bincount(index, minlength=n * n + 1)[:n * n].view(n, n)
 
     def all_reduce(self) -> None:
         if dist.is_available() and dist.is_initialized():
