@@ -112,14 +112,14 @@ def _box(analysis: Analysis, members: list[str], column: int) -> Box:
                f"{text}\n{_size_text(analysis, last)}", op.fill, op.shape)
 
 
-def _kind(analysis: Analysis, source: str, target: str, edge_kind: str) -> str:
-    """Data edges to a node's first consumer (in execution order) form the main path; the
-    others leave it, which is what a skip connection is."""
-    if edge_kind == "ref":
-        return "ref"
-    graph, order = analysis.graph.graph, {n: i for i, n in enumerate(analysis.nodes)}
-    consumers = [v for _, v, k in graph.out_edges(source, data="kind") if k == "data"]
-    return "data" if target == min(consumers, key=order.__getitem__) else "skip"
+def _main_consumers(analysis: Analysis) -> dict[str, str]:
+    """Node → its first data consumer in execution order. Edges to it form the main path; edges
+    to the node's other consumers leave that path, which is what a skip connection is."""
+    first: dict[str, str] = {}
+    for target in analysis.graph.order:  # execution order: the first consumer seen wins
+        for source in analysis.spec.nodes[target].inputs:
+            first.setdefault(source, target)
+    return first
 
 
 def _edge_label(analysis: Analysis, source: str, target: str, field: str) -> str:
@@ -137,14 +137,14 @@ def layout(analysis: Analysis, compact: bool = False) -> Layout:
     for node in analysis.nodes:  # input first, then execution order
         members.setdefault(group[node], []).append(node)
     boxes = {box_id: _box(analysis, ms, column) for column, (box_id, ms) in enumerate(members.items())}
-    links, seen = [], set()
+    main, links, seen = _main_consumers(analysis), [], set()
     for source, target, data in analysis.graph.graph.edges(data=True):
         a, b = group[source], group[target]
         if a == b or (a, b) in seen:
             continue
         seen.add((a, b))
-        links.append(Link(a, b, _kind(analysis, source, target, data["kind"]),
-                          _edge_label(analysis, source, target, data["field"])))
+        kind = "ref" if data["kind"] == "ref" else "data" if main[source] == target else "skip"
+        links.append(Link(a, b, kind, _edge_label(analysis, source, target, data["field"])))
     size = analysis.size
     title = analysis.spec.name + (f" @ {size[0]}×{size[1]}" if size else "")
     return Layout(title, boxes, sorted(links, key=lambda link: (boxes[link.target].column, link.source)))
@@ -161,8 +161,7 @@ def _stride_text(level: float) -> str:
     return f"stride {stride}"
 
 
-def _position(lay: Layout, box: Box) -> str:
-    top = min(b.level for b in lay.boxes.values())
+def _position(box: Box, top: float) -> str:
     return f"{box.column * COLUMN_PT:.0f},{-(box.level - top) * ROW_PT:.0f}!"
 
 
@@ -179,7 +178,7 @@ def to_dot(lay: Layout) -> graphviz.Digraph:
         dot.node(f"_level_{level:g}", _stride_text(level), shape="plaintext", style="",
                  fontcolor="#737373", pos=f"{-COLUMN_PT:.0f},{-(level - top) * ROW_PT:.0f}!")
     for box in lay.boxes.values():
-        style = {"fillcolor": box.fill, "shape": box.shape, "pos": _position(lay, box),
+        style = {"fillcolor": box.fill, "shape": box.shape, "pos": _position(box, top),
                  "tooltip": ", ".join(box.members)}
         if box.shape != "box":
             style["style"] = "filled"
