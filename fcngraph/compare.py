@@ -27,7 +27,7 @@ from .shapes import analyze
 from .spec import Spec, load_spec
 from .train import load_checkpoint, read_summary, run_dir_for, train_spec
 
-LATENCY_REPS = 10
+LATENCY_SECONDS = 2.0  # time budget per measurement: many reps for small models, at least 5 for big ones
 
 
 @dataclass
@@ -148,7 +148,10 @@ def latency_ms(record: RunRecord, size: tuple[int, int], device: str = "cpu") ->
     if key not in cache:
         model = compile_spec(record.spec, device).eval()
         x = torch.randn(1, record.spec.input.channels, *size, device=device)  # [1, C, H, W]
-        times = alternate({"forward": forward_step(model, x)}, LATENCY_REPS, torch.device(device))
+        step = forward_step(model, x)
+        first = alternate({"forward": step}, 1, torch.device(device), warmup=2)["forward"][0] / 1e3
+        reps = max(5, min(200, int(LATENCY_SECONDS / max(first, 1e-6))))
+        times = alternate({"forward": step}, reps, torch.device(device))
         cache[key] = round(median(times["forward"]), 3)
         atomic_write_text(cache_path, json.dumps(cache, indent=2, sort_keys=True) + "\n")
     return cache[key]

@@ -29,7 +29,7 @@ from .shapes import Analysis, analyze
 QUALITATIVE_IMAGES = 4
 SCORE_COLUMNS = ["mIoU", "pixel acc", "mean acc", "f.w. IoU"]  # higher is better
 COST_COLUMNS = ["params (M)", "GFLOPs", "latency (ms)"]  # lower is better
-NUMBER_FORMATS = {**{c: "{:.4f}" for c in SCORE_COLUMNS}, "params (M)": "{:.2f}", "GFLOPs": "{:.3f}",
+NUMBER_FORMATS = {**{c: "{:.4f}" for c in SCORE_COLUMNS}, "params (M)": "{:.2f}", "GFLOPs": "{:.4g}",
                   "latency (ms)": "{:.2f}", "train time (s)": "{:.0f}", "epochs": "{:.0f}"}
 
 
@@ -276,7 +276,8 @@ HTML_STYLE = """body{font-family:Helvetica,Arial,sans-serif;margin:2em;color:#22
 table.table{border-collapse:collapse;margin:1em 0;font-size:13px}
 table.table td,table.table th{border-bottom:1px solid #ddd;padding:4px 10px;text-align:right}
 table.table td:first-child,table.table th:first-child{text-align:left}
-.figure svg{max-width:100%;height:auto}.diagram{overflow-x:auto;border:1px solid #eee;margin:1em 0}
+.figure svg{max-width:100%;height:auto}.diagram{border:1px solid #eee;margin:1em 0}
+.diagram svg{width:100%;height:auto}
 img{max-width:100%}"""
 
 
