@@ -126,10 +126,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 # -- training commands ---------------------------------------------------------------------------
-def load_with_overrides(args: argparse.Namespace):
-    from .overrides import apply_overrides
-    from .spec import load_spec
-
+def override_assignments(args: argparse.Namespace) -> list[str]:
+    """--set assignments plus those the shortcut options (--data, --device, --init, --epochs) stand for."""
     assignments = list(args.set or [])
     if getattr(args, "data", None):
         assignments.append(f"data.path={json.dumps(str(Path(args.data).resolve()))}")
@@ -139,13 +137,20 @@ def load_with_overrides(args: argparse.Namespace):
         assignments.append(f"train.init={json.dumps(str(Path(args.init).resolve()))}")
     if getattr(args, "epochs", None):
         assignments.append(f"train.epochs={args.epochs}")
-    return apply_overrides(load_spec(args.spec), assignments)
+    return assignments
+
+
+def load_with_overrides(args: argparse.Namespace, path: str):
+    from .overrides import apply_overrides
+    from .spec import load_spec
+
+    return apply_overrides(load_spec(path), override_assignments(args))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .train import train_spec
 
-    spec = load_with_overrides(args)
+    spec = load_with_overrides(args, args.spec)
     summary = train_spec(spec, Path(args.runs), resume=args.resume, skip_bad=args.skip_bad,
                          progress=not args.quiet, tensorboard=args.tensorboard)
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 speaks
@@ -188,11 +193,8 @@ def _report(records, output: str) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from .compare import compare_specs
-    from .overrides import apply_overrides
-    from .spec import load_spec
 
-    assignments = list(args.set or []) + ([f"train.epochs={args.epochs}"] if args.epochs else [])
-    specs = [apply_overrides(load_spec(path), assignments) for path in args.specs]
+    specs = [load_with_overrides(args, path) for path in args.specs]
     return _report(compare_specs(specs, Path(args.runs), progress=not args.quiet), args.output)
 
 

@@ -25,7 +25,7 @@ from .errors import FcngraphError
 from .io import atomic_write_text
 from .shapes import analyze
 from .spec import Spec, load_spec
-from .train import load_checkpoint, read_summary, run_dir_for, train_spec
+from .train import TrainingError, checkpoint_path, load_checkpoint, read_summary, run_dir_for, train_spec
 
 LATENCY_SECONDS = 2.0  # time budget per measurement: many reps for small models, at least 5 for big ones
 
@@ -46,12 +46,11 @@ class RunRecord:
     def classes(self) -> list[str]:
         return list(self.scores.get("classes") or [])
 
-    @property
-    def miou(self) -> float:
-        return float(self.scores.get("miou", math.nan))
-
     def checkpoint(self) -> Path | None:
-        return next((self.path / n for n in ("best.pt", "last.pt") if (self.path / n).is_file()), None)
+        try:
+            return checkpoint_path(self.path)
+        except TrainingError:
+            return None
 
 
 def _read_history(run_dir: Path) -> list[dict[str, Any]]:

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .compare import RunRecord, data_key, distinct_names, eval_size, gflops, latency_ms, load_splits, predictions
+from .data import Splits
 from .diagram import layout, svg_text, to_dot
 from .errors import FcngraphError
 from .io import atomic_write, atomic_write_text, safe_stem
@@ -170,20 +171,22 @@ def _colour(labels, palette) -> np.ndarray:
     return table[labels.cpu().numpy().astype(np.uint8)]
 
 
-def qualitative_figure(records: list[RunRecord]):
+def qualitative_figure(records: list[RunRecord], splits_by_key: dict[str, Splits]):
     """Input | ground truth | each variant's prediction on fixed validation images, or None
-    when no variant has a checkpoint. Only variants that share the first one's data take part."""
+    when no variant has a checkpoint and loadable data. Only variants that share the first
+    one's data take part."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    usable = [r for r in records if r.spec is not None and r.checkpoint() is not None]
+    usable = [r for r in records if r.spec is not None and data_key(r.spec) in splits_by_key
+              and r.checkpoint() is not None]
     if not usable:
         return None, []
     key = data_key(usable[0].spec)
     shown = [r for r in usable if data_key(r.spec) == key]
-    splits = load_splits(shown[0].spec)
+    splits = splits_by_key[key]
     count = min(QUALITATIVE_IMAGES, len(splits.val))
     indices = [round(i * (len(splits.val) - 1) / max(1, count - 1)) for i in range(count)]
     predicted = {r.name: predictions(r, splits, indices) for r in shown}
@@ -209,13 +212,14 @@ def _inline_svg(data: bytes) -> str:
     return text[text.index("<svg"):]
 
 
-def _sizes(records: list[RunRecord]) -> dict[str, tuple[int, int]]:
-    sizes = {}
+def _splits(records: list[RunRecord]) -> dict[str, Splits]:
+    """Each data key's datasets, loaded once (a folder dataset checks every file as it loads)."""
+    found: dict[str, Splits] = {}
     for record in records:
-        if record.spec is not None and data_key(record.spec) not in sizes:
+        if record.spec is not None and data_key(record.spec) not in found:
             with contextlib.suppress(FcngraphError):  # data gone: size-dependent columns stay blank
-                sizes[data_key(record.spec)] = eval_size(load_splits(record.spec))
-    return sizes
+                found[data_key(record.spec)] = load_splits(record.spec)
+    return found
 
 
 def write_report(records: list[RunRecord], out_dir: Path, title: str = "fcngraph comparison") -> Report:
@@ -224,7 +228,8 @@ def write_report(records: list[RunRecord], out_dir: Path, title: str = "fcngraph
 
     out_dir = Path(out_dir)
     records = distinct_names(records)
-    sizes = _sizes(records)
+    splits = _splits(records)
+    sizes = {key: eval_size(s) for key, s in splits.items()}
     report = build_report(records, sizes)
     atomic_write_text(out_dir / "results.csv", report.results.to_csv(index=False, float_format="%.6g"))
     atomic_write_text(out_dir / "per_class.csv", report.per_class.to_csv(float_format="%.6g"))
@@ -234,7 +239,7 @@ def write_report(records: list[RunRecord], out_dir: Path, title: str = "fcngraph
     for fmt in ("png", "svg"):
         figures[f"curves.{fmt}"] = _figure_bytes(curves, fmt)
     plt.close(curves)
-    grid, left_out = qualitative_figure(records)
+    grid, left_out = qualitative_figure(records, splits)
     if grid is not None:
         figures["qualitative.png"] = _figure_bytes(grid, "png")
         plt.close(grid)

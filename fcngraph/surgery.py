@@ -128,10 +128,12 @@ def from_vgg16(spec: Spec, model: torch.nn.Module, source: dict[str, torch.Tenso
     return surgery
 
 
-def init_from(spec: Spec, source: Path, mapping: str = "ids") -> Surgery:
-    """The spec's freshly initialised state dict with `source`'s tensors poured in."""
-    torch.manual_seed(spec.train.seed)
-    model = compile_spec(spec)
+def init_from(spec: Spec, source: Path, mapping: str = "ids", model: torch.nn.Module | None = None) -> Surgery:
+    """`model`'s state dict (by default a freshly initialised one of the spec) with `source`'s
+    tensors poured in."""
+    if model is None:
+        torch.manual_seed(spec.train.seed)
+        model = compile_spec(spec)
     weights = read_weights(Path(source))
     if mapping == "vgg16":
         return from_vgg16(spec, model, weights, Path(source))

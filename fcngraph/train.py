@@ -264,7 +264,7 @@ def train_spec(spec: Spec, runs_root: Path = Path("runs"), *, resume: bool = Fal
     if t.init and not (resume and (run_dir / "last.pt").exists()):
         from .surgery import init_from  # surgery reads checkpoints through this module
 
-        surgery = init_from(spec, Path(t.init), t.init_map)
+        surgery = init_from(spec, Path(t.init), t.init_map, model)
         model.load_state_dict(surgery.state)
         say(f"initialised from {t.init} ({t.init_map}): " + surgery.describe().splitlines()[0])
     optimizer = make_optimizer(model, t)
@@ -353,8 +353,10 @@ def train_spec(spec: Spec, runs_root: Path = Path("runs"), *, resume: bool = Fal
             if is_best:
                 best_state = {"model": model.state_dict(), "epoch": epoch, "spec": spec.canonical()}
                 save_checkpoint(run_dir / "best.pt", best_state)
-    sync_buffers(model, world)
-    final = confusion or evaluate(model, val_loader, spec.num_classes, device, t.amp, d.ignore_index)
+    final = confusion
+    if final is None:  # resumed after the last epoch: evaluate what was saved
+        sync_buffers(model, world)
+        final = evaluate(model, val_loader, spec.num_classes, device, t.amp, d.ignore_index)
     summary = {"spec": spec.name, "hash": spec.digest(), "status": "complete", "epochs": epochs,
                "steps": total_steps, "params": params,
                "train_s": sum(r["train_s"] for r in history), "wall_s": time.time() - started,
