@@ -1,7 +1,8 @@
 """Command line: a thin layer over the library. `main(argv) -> exit code`.
 
-Every error fcngraph knows about is printed as one line (`fcngraph: error: ...`) with exit
-status 2; nothing prints a traceback for bad input.
+Every failure caused by the input or the machine is printed as one line (`fcngraph: error: ...`)
+with the exit status listed in fcngraph.errors (2 input, 3 environment); only a genuine bug shows
+a traceback, with a request to report it.
 """
 
 from __future__ import annotations
@@ -10,10 +11,18 @@ import argparse
 import json
 import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .errors import FcngraphError
+from .errors import (
+    EXIT_BROKEN_PIPE,
+    EXIT_BUG,
+    EXIT_ENVIRONMENT,
+    EXIT_INPUT,
+    EXIT_INTERRUPTED,
+    FcngraphError,
+)
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -315,8 +324,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except FcngraphError as exc:
-        print(f"fcngraph: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(str(exc), exc.exit_status)
     except KeyboardInterrupt:
         print("fcngraph: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader (e.g. `head`) went away: stop quietly, and keep Python's exit-time flush
+        # of stdout from raising again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except OSError as exc:
+        return _fail(describe_os_error(exc), os_error_status(exc))
+    except MemoryError:
+        return _fail("out of memory; try a smaller batch, crop or image size", EXIT_ENVIRONMENT)
+    except Exception:  # noqa: BLE001 - the last line of defence: a bug, shown as one
+        traceback.print_exc()
+        print("fcngraph: internal error: this is a bug in fcngraph, not in your input; please "
+              "report it with the command you ran and the traceback above", file=sys.stderr)
+        return EXIT_BUG
+
+
+def _fail(message: str, status: int) -> int:
+    print(f"fcngraph: error: {' '.join(message.split())}", file=sys.stderr)
+    return status
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line naming the file and what the system said, e.g. 'runs/x: No space left on device'."""
+    reason = exc.strerror or exc.__class__.__name__
+    names = [str(n) for n in (exc.filename, exc.filename2) if n is not None]
+    return f"{' -> '.join(names)}: {reason}" if names else f"{reason}: {exc}"
+
+
+def os_error_status(exc: OSError) -> int:
+    """A path the user named that is missing or of the wrong kind is input; the rest is the machine."""
+    if isinstance(exc, (FileNotFoundError, IsADirectoryError, NotADirectoryError)):
+        return EXIT_INPUT
+    return EXIT_ENVIRONMENT

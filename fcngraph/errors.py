@@ -6,9 +6,25 @@ where there is one, the node; `str()` is one line, fit for a CLI error message.
 
 from __future__ import annotations
 
+# Exit statuses of the CLI (README "Exit statuses" lists the same table).
+EXIT_OK = 0
+EXIT_BUG = 1           # a genuine bug: traceback shown, with a request to report it
+EXIT_INPUT = 2         # bad input: spec, flags, data, checkpoint, run folder
+EXIT_ENVIRONMENT = 3   # the machine: file system, permissions, disk full, memory, device
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # stdout closed early (e.g. piped into `head`)
+
 
 class FcngraphError(Exception):
-    """Base class: an error the CLI prints as one line and exits 2 on."""
+    """Base class: an error the CLI prints as one line and exits `exit_status` on."""
+
+    exit_status = EXIT_INPUT
+
+
+class EnvironmentProblem(FcngraphError):
+    """The machine, not the input: file system, permissions, disk full, memory, device."""
+
+    exit_status = EXIT_ENVIRONMENT
 
 
 class SpecError(FcngraphError):
