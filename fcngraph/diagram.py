@@ -184,6 +184,8 @@ def _box(analysis: Analysis, box_id: str, members: list[str]) -> Box:
         count = len({stage_of(m)[1] for m in members})
         times = f" ×{count}" if count > 1 else ""
         text = f"{stage}{times} {_block_name(op)}".rstrip() + f"\n{len(members)} nodes"
+        fill = analysis.nodes[first].op.fill  # a stage looks like what it starts with, drawn as a stack
+        return Box(box_id, tuple(members), 0.0, 0, f"{text}\n{_size_text(analysis, last)}", fill, "box3d")
     elif len(members) == 1:
         text = f"{first}\n{op.label()}"
     else:
@@ -368,7 +370,7 @@ def _statements(lay: Layout) -> Iterable[str]:
     for box in lay.boxes.values():
         style = {"label": dot_label(box.label), "fillcolor": box.fill, "shape": box.shape,
                  "pos": f"{box.x:.0f},{0 - box.y:.0f}!"}
-        if box.shape != "box":
+        if box.shape not in ("box", "box3d"):
             style["style"] = "filled"
         style.update(MARK_STYLE.get(box.mark, {}))
         yield dot_id(box.id) + _attrs(style)
@@ -392,12 +394,15 @@ def output_format(path: Path) -> str:
     return fmt
 
 
-def render(dot: graphviz.Digraph, output: Path) -> Path:
+def render(dot: graphviz.Source, output: Path) -> Path:
     """Write <output>.dot always, then draw `output` (svg/png/pdf by suffix) with graphviz."""
     fmt = output_format(output)
     dot_path = output.with_suffix(".dot")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(dot_path, dot.source)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(dot_path, dot.source)
+    except OSError as exc:
+        raise DiagramError(f"{dot_path}: cannot write: {exc.strerror or exc}") from None
     if fmt == "dot":
         return dot_path
     neato = shutil.which("neato")
@@ -408,11 +413,14 @@ def render(dot: graphviz.Digraph, output: Path) -> Path:
     if done.returncode != 0:
         message = done.stderr.decode(errors="replace").strip().splitlines()
         raise DiagramError(f"{dot_path}: graphviz failed: {message[-1] if message else done.returncode}")
-    atomic_write(output, lambda handle: handle.write(done.stdout))
+    try:
+        atomic_write(output, lambda handle: handle.write(done.stdout))
+    except OSError as exc:
+        raise DiagramError(f"{output}: cannot write: {exc.strerror or exc}") from None
     return output
 
 
-def svg_text(dot: graphviz.Digraph) -> str | None:
+def svg_text(dot: graphviz.Source) -> str | None:
     """The drawing as inline SVG text, or None when graphviz is not installed."""
     neato = shutil.which("neato")
     if neato is None:

@@ -254,3 +254,10 @@ def test_hostile_names_draw_as_text_in_the_svg(text):
     visible = " ".join(html.unescape(t) for t in re.findall(r"<text[^>]*>([^<]*)</text>", svg))
     shown = "".join(ch if ch.isprintable() else " " for ch in text)
     assert " ".join(shown.split()) in " ".join(visible.split())  # the name is drawn, as plain text
+
+
+def test_an_unwritable_output_is_one_line(tmp_path, capsys):
+    (tmp_path / "u.dot").mkdir()  # a folder where the .dot file should go
+    assert main(["diagram", str(SPECS / "unet-mini.json"), "-o", str(tmp_path / "u.svg")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "u.dot: cannot write" in err
