@@ -12,7 +12,7 @@ import hashlib
 import math
 import shutil
 import subprocess
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
@@ -167,11 +167,13 @@ def _size_text(analysis: Analysis, node: str) -> str:
     return f"{info.channels}×{info.size[0]}×{info.size[1]}" if info.size else f"{info.channels} ch"
 
 
-def _block_name(op: object) -> str:
-    """The block a node was expanded from, when the node records its origin."""
-    origin = getattr(op, "origin", None)
-    name = getattr(origin, "block", None) or (origin[0] if isinstance(origin, tuple) and origin else None)
-    return name if isinstance(name, str) else ""
+def _block_name(analysis: Analysis, members: list[str]) -> str:
+    """The block a folded stage was expanded from: the name most of its nodes' definitions sit
+    under (`$.blocks.<name>.…`, where block expansion records each node's JSON path); '' if none."""
+    paths = getattr(analysis.spec, "_paths", None) or {}
+    names = Counter(path.split(".")[2] for m in members
+                    if isinstance(path := paths.get(m), str) and path.startswith("$.blocks.") and path.count(".") >= 2)
+    return min(names, key=lambda name: (-names[name], name)) if names else ""
 
 
 def _box(analysis: Analysis, box_id: str, members: list[str]) -> Box:
@@ -183,7 +185,7 @@ def _box(analysis: Analysis, box_id: str, members: list[str]) -> Box:
         stage = box_id.split(FOLDED)[0]
         count = len({stage_of(m)[1] for m in members})
         times = f" ×{count}" if count > 1 else ""
-        text = f"{stage}{times} {_block_name(op)}".rstrip() + f"\n{len(members)} nodes"
+        text = f"{stage}{times} {_block_name(analysis, members)}".rstrip() + f"\n{len(members)} nodes"
         fill = analysis.nodes[first].op.fill  # a stage looks like what it starts with, drawn as a stack
         return Box(box_id, tuple(members), 0.0, 0, f"{text}\n{_size_text(analysis, last)}", fill, "box3d")
     elif len(members) == 1:

@@ -261,3 +261,12 @@ def test_an_unwritable_output_is_one_line(tmp_path, capsys):
     assert main(["diagram", str(SPECS / "unet-mini.json"), "-o", str(tmp_path / "u.svg")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "u.dot: cannot write" in err
+
+
+def test_a_folded_stage_names_the_block_its_nodes_were_defined_in():
+    spec = as_spec(resnet34_unet())
+    paths = {node: f"$.blocks.basic.nodes.{node.rsplit('.', 1)[1]}" for node in spec.nodes if node.startswith("layer")}
+    paths["layer3.0.down"] = "$.blocks.shortcut.nodes.down"  # a minority does not rename the stage
+    object.__setattr__(spec, "_paths", paths)  # what block expansion records for each node
+    labels = [box.label.split("\n")[0] for box in layout(analyze(spec), compact=True).boxes.values()]
+    assert "layer3 ×6 basic" in labels and "layer1 ×3 basic" in labels and "dec1" in labels
