@@ -188,10 +188,7 @@ def _box(analysis: Analysis, box_id: str, members: list[str]) -> Box:
         text = f"{stage}{times} {_block_name(analysis, members)}".rstrip() + f"\n{len(members)} nodes"
         fill = analysis.nodes[first].op.fill  # a stage looks like what it starts with, drawn as a stack
         return Box(box_id, tuple(members), 0.0, 0, f"{text}\n{_size_text(analysis, last)}", fill, "box3d")
-    elif len(members) == 1:
-        text = f"{first}\n{op.label()}"
-    else:
-        text = f"{first} … {last}\n{len(members)} layers"
+    text = f"{first}\n{op.label()}" if len(members) == 1 else f"{first} … {last}\n{len(members)} layers"
     return Box(box_id, tuple(members), 0.0, 0, f"{text}\n{_size_text(analysis, last)}", op.fill, op.shape)
 
 

@@ -120,9 +120,17 @@ def _ghosts(diff: SpecDiff, lay: Layout, box_of: dict[str, str]) -> dict[str, Bo
     return ghosts
 
 
+def _box_mark(box: Box, marks: dict[str, str]) -> str:
+    """A box (one node, a chain or a folded stage) is added when all its nodes are, changed when
+    any of them is added or changed."""
+    found = {marks.get(member, "") for member in box.members}
+    return "added" if found == {"added"} else "changed" if found - {""} else ""
+
+
 def diff_layout(diff: SpecDiff, compact: bool = False) -> Layout:
     """`b`'s layout with the diff marked; removed nodes and their edges drawn dashed."""
-    lay = mark(layout(diff.b, compact), diff.marks)
+    lay = layout(diff.b, compact)
+    lay = mark(lay, {box.id: m for box in lay.boxes.values() if (m := _box_mark(box, diff.marks))})
     box_of = {m: box.id for box in lay.boxes.values() for m in box.members}
     ghosts = _ghosts(diff, lay, box_of)
     ends = {**box_of, **{n: n for n in ghosts}}

@@ -270,3 +270,13 @@ def test_a_folded_stage_names_the_block_its_nodes_were_defined_in():
     object.__setattr__(spec, "_paths", paths)  # what block expansion records for each node
     labels = [box.label.split("\n")[0] for box in layout(analyze(spec), compact=True).boxes.values()]
     assert "layer3 ×6 basic" in labels and "layer1 ×3 basic" in labels and "dec1" in labels
+
+
+def test_compact_diff_marks_a_folded_stage_that_changed_inside():
+    a, b = resnet34_unet(), resnet34_unet()
+    b["nodes"]["layer3.2.conv1"] = {**b["nodes"]["layer3.2.conv1"], "dilation": 2, "pad": 2}
+    b["nodes"]["dec1.conv"] = {**b["nodes"]["dec1.conv"], "out": [128, 256]}
+    diff = diff_specs(analyze(as_spec(a)), analyze(as_spec(b)))
+    assert list(diff.changed) == ["layer3.2.conv1", "dec1.conv"]
+    marks = {box.label.split("\n")[0]: box.mark for box in diff_layout(diff, compact=True).boxes.values()}
+    assert marks["layer3 ×6"] == marks["dec1"] == "changed" and marks["layer2 ×4"] == ""
