@@ -280,3 +280,11 @@ def test_compact_diff_marks_a_folded_stage_that_changed_inside():
     assert list(diff.changed) == ["layer3.2.conv1", "dec1.conv"]
     marks = {box.label.split("\n")[0]: box.mark for box in diff_layout(diff, compact=True).boxes.values()}
     assert marks["layer3 ×6"] == marks["dec1"] == "changed" and marks["layer2 ×4"] == ""
+
+
+SHIPPED = sorted(p for p in SPECS.glob("*.json") if p.name != "schema.json")
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_every_shipped_spec_compact_fits_a_landscape_page(path):
+    assert layout(analyze(load_spec(path)), compact=True).width <= 3000  # points = px in the SVG
