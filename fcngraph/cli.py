@@ -257,11 +257,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is).")
 
     p = _add(sub, "diagram", cmd_diagram, "Draw a spec as a U-shaped diagram (row = scale, column = "
-             "execution order); the .dot source is always written beside it.")
+             "longest path from the input); the .dot source is always written beside it.")
     p.add_argument("spec", help="Spec JSON file.")
     p.add_argument("-o", "--output", required=True, help="Output file: .svg, .png, .pdf or .dot.")
     p.add_argument("--size", type=parse_size, default=None, help="Input size, N or HxW, to show spatial sizes.")
-    p.add_argument("--compact", action="store_true", help="Collapse same-scale conv chains into one stage box.")
+    p.add_argument("--compact", action="store_true", help="Merge same-scale conv chains into one box and "
+                   "fold each stage of dotted block ids (layer3.4.conv1) into one box.")
 
     p = _add(sub, "diff", cmd_diff, "Print node, edge and parameter differences from spec A to spec B, "
              "and optionally draw B with them marked.")
@@ -269,7 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("b", help="The spec drawn.")
     p.add_argument("-o", "--output", help="Also draw B with added/changed/removed nodes marked (.svg/.png/.pdf/.dot).")
     p.add_argument("--size", type=parse_size, default=None, help="Input size, N or HxW, to show spatial sizes.")
-    p.add_argument("--compact", action="store_true", help="Collapse same-scale conv chains into one stage box.")
+    p.add_argument("--compact", action="store_true", help="Merge same-scale conv chains into one box and "
+                   "fold each stage of dotted block ids (layer3.4.conv1) into one box.")
 
     p = _add(sub, "run", cmd_run, "Train and evaluate a spec (embedded synthetic data unless --data).")
     p.add_argument("spec", help="Spec JSON file.")
