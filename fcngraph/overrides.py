@@ -33,11 +33,11 @@ def apply_overrides(spec: Spec, assignments: list[str]) -> Spec:
                 raise SpecError(f"--set '{assignment}': '{part}' is not a section")
             target = target[part]
         target[parts[-1]] = parse_value(value)
-    try:
-        result = Spec.model_validate(data)
+    try:  # as strict as a spec file: `--set num_classes=true` is not 1 class
+        result = Spec.model_validate_json(json.dumps(data), strict=True)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise SpecError(f"--set {where}: {first['msg']}", file=spec.file) from None
-    result._file, result._origins = spec._file, spec._origins
+    result._file, result._origins, result._paths = spec._file, spec._origins, spec._paths
     return result
