@@ -7,6 +7,7 @@ that defined it, so that errors about an expanded node point at its definition.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,14 +46,13 @@ def merge_patch(target: Any, patch: Any) -> Any:
 # -- extends ----------------------------------------------------------------------------------------
 def shipped_specs_dir() -> Path:
     """The shipped specs: package data `fcngraph.specs` when installed, else the checkout's specs/."""
-    try:
-        from importlib.resources import files
-
-        folder = Path(str(files("fcngraph.specs")))
-        if folder.is_dir():
-            return folder
-    except (ModuleNotFoundError, TypeError):
-        pass
+    try:  # a namespace package (no __init__.py among the JSON files): take its folder
+        found = importlib.util.find_spec("fcngraph.specs")
+    except ModuleNotFoundError:
+        found = None
+    for folder in (found.submodule_search_locations or []) if found else []:
+        if Path(folder).is_dir():
+            return Path(folder)
     return Path(__file__).resolve().parent.parent / "specs"
 
 

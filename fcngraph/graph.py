@@ -2,7 +2,8 @@
 
 Input: a validated `Spec`. Output: `SpecGraph` (a networkx DiGraph whose edges are data
 inputs or size references, plus a topological order that follows file order where it can).
-Checks: reserved ids (keywords, nn.Module attributes), dangling ids, arity, cycles (named), unreachable and unused nodes.
+Checks: reserved ids (keywords, nn.Module attributes), dangling ids, arity, cycles (named),
+unreachable and unused nodes.
 """
 
 from __future__ import annotations
