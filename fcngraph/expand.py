@@ -26,7 +26,9 @@ BLOCK_FIELDS = {"params", "inputs", "output", "nodes", "description"}
 class Expanded:
     data: dict[str, Any]
     origins: dict[str, str] = field(default_factory=dict)  # node → file that defined it
-    paths: dict[str, str] = field(default_factory=dict)  # node → JSON path, where not $.nodes.<id>
+    # node → JSON path where it is not $.nodes.<id> (block nodes), and "node#field" → the path that
+    # set a field through a block parameter (`$.nodes.layer2.with.width`)
+    paths: dict[str, str] = field(default_factory=dict)
 
 
 # -- JSON Merge Patch (RFC 7396) ------------------------------------------------------------------
@@ -187,6 +189,7 @@ class _Expander:
                                     f"{', '.join(sorted(params)) or 'none'})", file=file,
                                     path=f"{path}.{key}.{param}", node=inst)
         params.update(bound)
+        sources = {p: f"{dpath}.params.{p}" for p in params} | {p: f"{path}.with.{p}" for p in bound}
         inputs = definition.get("inputs", ["in"])
         refs = use.get("in")
         refs = [refs] if isinstance(refs, str) else refs
@@ -202,12 +205,14 @@ class _Expander:
         out = ""
         for i in range(repeat or 1):
             prefix = f"{inst}.{i}" if repeat is not None else inst
-            out = self.body(prefix, name, {**params, **(first if i == 0 else {})}, dict(zip(inputs, refs)),
-                            depth)
+            firsts = first if i == 0 else {}
+            out = self.body(prefix, name, {**params, **firsts}, dict(zip(inputs, refs)), depth,
+                            sources | {p: f"{path}.first.{p}" for p in firsts})
             refs = [out]
         self.outputs[inst] = out
 
-    def body(self, prefix: str, name: str, params: dict[str, Any], inputs: dict[str, str], depth: int) -> str:
+    def body(self, prefix: str, name: str, params: dict[str, Any], inputs: dict[str, str], depth: int,
+             sources: dict[str, str]) -> str:
         """Add one repetition's nodes; returns the id of its output node."""
         definition = self.blocks[name]
         body = definition.get("nodes")
@@ -235,6 +240,9 @@ class _Expander:
             where = f"{dpath}.nodes.{local}"
             if not isinstance(node, dict):
                 raise self.error(f"block '{name}': node '{local}' must be an object", where, block=name)
+            for key, value in node.items():  # a field set by a parameter: errors point where it was set
+                if isinstance(value, str) and value[1:] in params and value.startswith("$"):
+                    self.paths[f"{prefix}.{local}#{key}"] = sources[value[1:]]
             node = self.substitute(node, params, name, prefix, where)
             for key in _ref_fields(node.get("op")) & set(node):
                 value = node[key]

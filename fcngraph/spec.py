@@ -58,6 +58,8 @@ class Spec(BaseModel):
         return self._origins.get(node or "", self._file)
 
     def error(self, node: str, message: str, field: str | None = None) -> SpecError:
+        if field and f"{node}#{field}" in self._paths:  # set through a block parameter
+            return SpecError(message, file=self.origin(node), path=self._paths[f"{node}#{field}"], node=node)
         path = self._paths.get(node, f"$.nodes.{node}") + (f".{field}" if field else "")
         return SpecError(message, file=self.origin(node), path=path, node=node)
 
@@ -200,7 +202,10 @@ def _from_validation(exc: ValidationError, file: str | None, origins: dict[str, 
     first = exc.errors()[0]
     path, node = _json_path(tuple(first["loc"]))
     if node is not None and paths and node in paths:  # a block's node: point at its definition
-        path = paths[node] + path[len(f"$.nodes.{node}"):]
+        rest = path[len(f"$.nodes.{node}"):]
+        field = rest[1:].split(".")[0].split("[")[0]
+        set_by = paths.get(f"{node}#{field}")  # or at the parameter value that set the field
+        path = set_by + rest[1 + len(field):] if set_by else paths[node] + rest
     message = first["msg"].replace("Value error, ", "")
     if first["loc"][-1:] == ("[key]",):
         message = (f"node id '{node}' is not an identifier (letters, digits, _; not starting with a digit; "

@@ -301,7 +301,10 @@ def test_nested_blocks_and_multiple_inputs():
     # errors found after expansion point at the block's definition and name the expanded node
     ({"blocks": {"pair": {"nodes": {"a": {"kernal": 3}}}}}, "$.blocks.pair.nodes.a.kernal", "stage.0.a",
      "unknown field 'kernal'"),
-    ({"nodes": {"stage": {"with": {"k": "3"}}}}, "$.blocks.pair.nodes.a.kernel", "stage.0.a", "valid integer"),
+    ({"nodes": {"stage": {"with": {"k": "3"}}}}, "$.nodes.stage.with.k", "stage.0.a", "valid integer"),
+    ({"nodes": {"stage": {"first": {"k": 0}}}}, "$.nodes.stage.first.k", "stage.0.a", "greater than or equal to 1"),
+    ({"blocks": {"pair": {"nodes": {"a": {"groups": "$k"}}}}}, "$.blocks.pair.params.k", "stage.0.a",
+     "8 channels do not divide into 3 groups"),
     ({"blocks": {"pair": {"nodes": {"b": {"stride": 2, "pad": "same"}}}}}, "$.blocks.pair.nodes.b.pad",
      "stage.0.b", "'same' needs stride 1"),
 ])
