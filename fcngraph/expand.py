@@ -159,6 +159,8 @@ class _Expander:
 
     def instantiate(self, inst: str, use: dict[str, Any], path: str, depth: int, file: str | None) -> None:
         name = use.get("block")
+        if "op" in use:
+            raise SpecError("a node has either 'op' or 'block', not both", file=file, path=path, node=inst)
         unknown = set(use) - USE_FIELDS
         if unknown:
             raise SpecError(f"unknown field '{sorted(unknown)[0]}' in block instance", file=file,
@@ -339,8 +341,11 @@ def apply_defaults(expanded: Expanded, file: str | None) -> None:
         if op not in REGISTRY:
             raise SpecError(f"defaults for unknown op '{op}' (ops: {', '.join(REGISTRY)})", file=file,
                             path=f"$.defaults.{op}")
+        if not isinstance(values, dict):
+            raise SpecError(f"defaults for '{op}' must be an object of field values", file=file,
+                            path=f"$.defaults.{op}")
         fields = {f.alias or name for name, f in REGISTRY[op].model_fields.items()} - {"op", "in"}
-        for key in values if isinstance(values, dict) else ["?"]:
+        for key in values:
             if key not in fields:
                 raise SpecError(f"op '{op}' has no field '{key}' to default", file=file,
                                 path=f"$.defaults.{op}.{key}")
