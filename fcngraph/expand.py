@@ -140,7 +140,9 @@ def _ref_fields(op: Any) -> set[str]:
     cls = REGISTRY.get(op) if isinstance(op, str) else None
     if cls is None:
         return {"in"}
-    return {f.alias or name for name, f in cls.model_fields.items() if _mentions_node_id(f.annotation)} | {"in"}
+    node_id = NodeId.__metadata__[0]  # pydantic moves a bare NodeId's constraint into the field's metadata
+    return {f.alias or name for name, f in cls.model_fields.items()
+            if _mentions_node_id(f.annotation) or node_id in f.metadata} | {"in"}
 
 
 class _Expander:

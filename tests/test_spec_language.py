@@ -11,6 +11,8 @@ import zipfile
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from fcngraph.cli import main
@@ -22,6 +24,7 @@ from fcngraph.shapes import analyze
 from fcngraph.spec import load_spec
 
 from .conftest import ROOT, SPECS, tiny_spec
+from .test_properties import random_spec, real_shapes
 
 TEST_SPECS = ROOT / "tests" / "specs"
 
@@ -371,3 +374,58 @@ def test_show_resolved_prints_the_expanded_spec(capsys):
     printed = json.loads(capsys.readouterr().out)
     assert printed == load_spec(TEST_SPECS / "resnet18-encoder.json").canonical()
     assert printed["nodes"]["layer3.0.downsample"]["norm"] == "batch" and "blocks" not in printed
+
+
+# -- property: a block is a renaming ----------------------------------------------------------------
+def as_block(spec: dict, draw) -> tuple[dict, dict]:
+    """The random spec's nodes as the body of a block instantiated once as `net`; every conv's kernel
+    becomes a parameter, some bound by `with`. Returns (block spec, old id → expanded id)."""
+    params, bound, body = {}, {}, {}
+    for node_id, node in spec["nodes"].items():
+        node = {k: ("$in" if k in ("in", "to", "align") and v == "input" else v) for k, v in node.items()}
+        if isinstance(node["in"], list):
+            node["in"] = ["$in" if ref == "input" else ref for ref in node["in"]]
+        if node["op"] == "conv":
+            params[f"k_{node_id}"] = 1 if draw(st.booleans()) else node["kernel"]
+            bound[f"k_{node_id}"] = node["kernel"]
+            node["kernel"] = f"$k_{node_id}"
+        body[node_id] = node
+    with_ = {k: v for k, v in bound.items() if params[k] != v or draw(st.booleans())}
+    blocked = {**spec, "blocks": {"g": {"params": params, "output": spec["output"], "nodes": body}},
+               "nodes": {"net": {"block": "g", "in": "input", "with": with_}}, "output": "net"}
+    return blocked, {node: f"net.{node}" for node in spec["nodes"]}
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.data())
+def test_block_expansion_is_a_renaming_and_shapes_hold(data):
+    plain = random_spec(data.draw)
+    blocked, ids = as_block(plain, data.draw)
+    spec = load_spec(blocked)
+    renamed = load_spec(plain).canonical()
+    expected = {}
+    for node, body in renamed["nodes"].items():
+        for key in {"in", "to", "align"} & set(body):
+            value = body[key]
+            body[key] = [ids.get(v, v) for v in value] if isinstance(value, list) else ids.get(value, value)
+        expected[ids[node]] = body
+    assert spec.canonical()["nodes"] == expected
+    size = (data.draw(st.integers(1, 40)), data.draw(st.integers(1, 40)))
+    try:
+        analysis = analyze(spec, size)
+    except SpecError as error:
+        assert error.node in spec.nodes and error.path.startswith("$.blocks.g.nodes.")
+        return
+    model = compile_spec(analysis).eval()
+    with torch.no_grad():
+        shapes = real_shapes(model, torch.randn(2, spec.input.channels, *size))
+    for node, info in analysis.nodes.items():
+        assert shapes[model.fx_name_of[node]] == (2, info.channels, *info.size), node
+
+
+def test_reference_fields_are_found_from_the_op_models():
+    # block bodies rename local ids in exactly these fields; a new op's NodeId field is found the same way
+    from fcngraph.expand import _ref_fields
+
+    assert _ref_fields("crop") == {"in", "to"} and _ref_fields("upsample") == {"in", "to"}
+    assert _ref_fields("add") == {"in", "align"} and _ref_fields("conv") == {"in"}
