@@ -117,6 +117,11 @@ def json_schema() -> dict[str, Any]:
         blocks=(dict[str, BlockDef], Field(default_factory=dict, description="Named sub-graphs.")),
     )
     schema = authored.model_json_schema(by_alias=True)
+    (node,) = schema["properties"]["nodes"]["patternProperties"].values()
+    for choice in node["anyOf"]:  # a patch is an object without 'op' and 'block' (those are checked as such)
+        if choice.get("type") == "object":
+            choice["not"] = {"anyOf": [{"required": ["op"]}, {"required": ["block"]}]}
+            choice["description"] = "A JSON Merge Patch of the base spec's node of this id."
     schema["title"] = "fcngraph spec"
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     return schema
