@@ -160,12 +160,14 @@ def read_json(path: Path) -> dict[str, Any]:
 def load_spec(source: str | Path | dict[str, Any], *, file: str | None = None) -> Spec:
     """Load and validate a spec from a path or from already-parsed JSON data (authored format:
     extends, node patches, blocks and defaults are applied first; see expand.py)."""
-    if isinstance(source, dict):
-        expanded = expand(dict(source), Path(file) if file else None, read_json)
-    else:
+    if not isinstance(source, dict):
         file = str(source)
-        expanded = expand(read_json(Path(source)), Path(source), read_json)
-    return validate_data(expanded.data, file, expanded.origins, expanded.paths)
+    try:
+        data = dict(source) if isinstance(source, dict) else read_json(Path(source))
+        expanded = expand(data, Path(file) if file else None, read_json)
+        return validate_data(expanded.data, file, expanded.origins, expanded.paths)
+    except RecursionError:  # JSON nested thousands deep: no spec needs that
+        raise SpecError("JSON nested too deeply", file=file) from None
 
 
 def validate_data(data: dict[str, Any], file: str | None, origins: dict[str, str],

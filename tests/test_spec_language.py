@@ -429,3 +429,21 @@ def test_reference_fields_are_found_from_the_op_models():
 
     assert _ref_fields("crop") == {"in", "to"} and _ref_fields("upsample") == {"in", "to"}
     assert _ref_fields("add") == {"in", "align"} and _ref_fields("conv") == {"in"}
+
+
+def test_set_takes_digits_for_a_string_field_but_not_strings_for_numbers():
+    spec = load_spec(tiny_spec())
+    assert apply_overrides(spec, ["name=2024", "train.seed=7"]).name == "2024"
+    with pytest.raises(SpecError, match="--set train.seed: Input should be a valid integer"):
+        apply_overrides(spec, ["train.seed=seven"])
+
+
+def test_absurdly_nested_json_is_one_line(tmp_path):
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"name": "d", "nodes": {}, "description": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    nested: dict = {}
+    for _ in range(5000):
+        nested = {"a": nested}
+    for source in (deep, {**tiny_spec(), "train": nested}):
+        with pytest.raises(SpecError, match="nested too deeply"):
+            load_spec(source)
