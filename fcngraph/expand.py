@@ -29,6 +29,7 @@ class Expanded:
     # node → JSON path where it is not $.nodes.<id> (block nodes), and "node#field" → the path that
     # set a field through a block parameter (`$.nodes.layer2.with.width`)
     paths: dict[str, str] = field(default_factory=dict)
+    instances: dict[str, str] = field(default_factory=dict)  # id prefix of each block copy → block name
 
 
 # -- JSON Merge Patch (RFC 7396) ------------------------------------------------------------------
@@ -154,6 +155,7 @@ class _Expander:
         self.paths: dict[str, str] = {}
         self.origins: dict[str, str] = {}
         self.outputs: dict[str, str] = {}  # instance id → the node holding its output
+        self.instances: dict[str, str] = {}  # `layer2.0` → 'basic' (for diagrams that fold blocks)
 
     def error(self, message: str, path: str, node: str | None = None, block: str | None = None) -> SpecError:
         file = self.block_origins.get(block, self.file) if block else self.file
@@ -210,6 +212,7 @@ class _Expander:
         for i in range(repeat or 1):
             prefix = f"{inst}.{i}" if repeat is not None else inst
             firsts = first if i == 0 else {}
+            self.instances[prefix] = name
             out = self.body(prefix, name, {**params, **firsts}, dict(zip(inputs, refs)), depth,
                             sources | {p: f"{path}.first.{p}" for p in firsts})
             refs = [out]
@@ -330,7 +333,7 @@ def expand_blocks(data: dict[str, Any], origins: dict[str, str], block_origins: 
     if isinstance(data.get("output"), str):
         data["output"] = expander.output_of(data["output"])
     data["nodes"] = expander.nodes
-    return Expanded(data, expander.origins, expander.paths)
+    return Expanded(data, expander.origins, expander.paths, expander.instances)
 
 
 # -- defaults ----------------------------------------------------------------------------------------

@@ -49,4 +49,5 @@ def apply_overrides(spec: Spec, assignments: list[str]) -> Spec:
                 continue
             raise SpecError(f"--set {'.'.join(loc)}: {first['msg']}", file=spec.file) from None
     result._file, result._origins, result._paths = spec._file, spec._origins, spec._paths
+    result._instances = spec._instances
     return result

@@ -48,6 +48,7 @@ class Spec(BaseModel):
     _file: str | None = PrivateAttr(None)
     _origins: dict[str, str] = PrivateAttr(default_factory=dict)
     _paths: dict[str, str] = PrivateAttr(default_factory=dict)  # block nodes → their definition
+    _instances: dict[str, str] = PrivateAttr(default_factory=dict)  # block copy id prefix → block name
 
     @property
     def file(self) -> str | None:
@@ -56,6 +57,12 @@ class Spec(BaseModel):
     def origin(self, node: str | None) -> str | None:
         """The file that defined `node` (a base spec's, for inherited nodes)."""
         return self._origins.get(node or "", self._file)
+
+    def blocks_of(self, node: str) -> list[tuple[str, str]]:
+        """The block copies a node was expanded from, outermost first: [('layer2.0', 'basic')]."""
+        parts = node.split(".")
+        prefixes = (".".join(parts[:i]) for i in range(1, len(parts)))
+        return [(prefix, self._instances[prefix]) for prefix in prefixes if prefix in self._instances]
 
     def error(self, node: str, message: str, field: str | None = None) -> SpecError:
         if field and f"{node}#{field}" in self._paths:  # set through a block parameter
@@ -165,7 +172,9 @@ def load_spec(source: str | Path | dict[str, Any], *, file: str | None = None) -
     try:
         data = dict(source) if isinstance(source, dict) else read_json(Path(source))
         expanded = expand(data, Path(file) if file else None, read_json)
-        return validate_data(expanded.data, file, expanded.origins, expanded.paths)
+        spec = validate_data(expanded.data, file, expanded.origins, expanded.paths)
+        spec._instances = expanded.instances
+        return spec
     except RecursionError:  # JSON nested thousands deep: no spec needs that
         raise SpecError("JSON nested too deeply", file=file) from None
 

@@ -288,6 +288,8 @@ def test_nested_blocks_and_multiple_inputs():
     assert spec.nodes["j.inner.a"].inputs == ["stage.1.b"] and spec.nodes["j.inner.a"].out == 5
     assert spec.nodes["j.cat"].inputs == ["j.inner.b", "input"] and spec.nodes["score"].inputs == ["j.cat"]
     assert analyze(spec).nodes["j.cat"].channels == 8
+    assert spec.blocks_of("j.inner.a") == [("j", "join"), ("j.inner", "pair")]
+    assert spec.blocks_of("stage.1.b") == [("stage.1", "pair")] and spec.blocks_of("score") == []
 
 
 @pytest.mark.parametrize("changes, path, node, words", [
