@@ -1,5 +1,7 @@
-"""Validation + static analysis time: the FCN-8s spec, and generated specs of growing size
-(a chain of convs with skip fusions every few nodes) to show the cost grows linearly.
+"""Validation + static analysis time: the FCN-8s spec, the ResNet-34 encoder written with blocks
+and defaults next to the same spec written out node by node (what expansion costs), and generated
+specs of growing size (a chain of convs with skip fusions every few nodes) to show the cost grows
+linearly.
 
     python benchmarks/validate_speed.py
 """
@@ -41,6 +43,12 @@ def main() -> None:
     path = ROOT / "specs" / "fcn8s-vgg16.json"
     seconds = best_of(lambda: analyze(load_spec(path), (500, 375)))
     print(f"fcn8s-vgg16: load + validate + analyse at 500x375: {seconds * 1e3:.1f} ms (target < 50 ms)")
+    path = ROOT / "tests" / "specs" / "resnet34-encoder.json"
+    written_out = load_spec(path).canonical()
+    blocks = best_of(lambda: analyze(load_spec(path), (224, 224)), reps=9)
+    plain = best_of(lambda: analyze(load_spec(written_out), (224, 224)), reps=9)
+    print(f"resnet34-encoder with blocks: load + expand + validate + analyse at 224x224: {blocks * 1e3:.1f} ms "
+          f"(target < 50 ms); written out: {plain * 1e3:.1f} ms; blocks/written-out x{blocks / plain:.2f}")
     previous = None
     for n in (1250, 2500, 5000):
         data = generated_spec(n)

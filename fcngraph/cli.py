@@ -64,6 +64,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     from .shapes import analyze, valid_sizes
     from .spec import load_spec
 
+    if args.resolved:  # what every node finally is: extends, patches, blocks and defaults applied
+        print(json.dumps(analyze(load_spec(args.spec)).spec.canonical(), indent=2))
+        return 0
     analysis = analyze(load_spec(args.spec), args.size)
     print(f"{analysis.spec.name}: {analysis.spec.description}")
     print(node_table(analysis).to_string(index=False))
@@ -234,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", help="Spec JSON file.")
     p.add_argument("--size", type=parse_size, default=(224, 224), help="Input size, N or HxW.")
     p.add_argument("--scan", type=int, default=1024, help="Largest input side scanned for valid sizes.")
+    p.add_argument("--resolved", action="store_true", help="Print the fully resolved spec as JSON instead "
+                   "(extends, patches, blocks and defaults applied; every field filled).")
 
     p = _add(sub, "code", cmd_code, "Print the generated forward() of the compiled module.")
     p.add_argument("spec", help="Spec JSON file.")

@@ -63,7 +63,7 @@ def compile_spec(spec: Spec | Analysis, device: str | torch.device | None = None
         in_ch = [analysis.nodes[i].channels for i in op.inputs]
         module = op.build(in_ch, info.channels)
         if module is not None:
-            root.add_module(node, module)
+            _attach(root, node, module)
         before = set(graph.nodes)
         env[node] = op.emit(graph, node, [env[i] for i in op.inputs],
                             {field: env[ref] for field, ref in op.refs().items()}, list(info.offsets))
@@ -73,6 +73,16 @@ def compile_spec(spec: Spec | Analysis, device: str | torch.device | None = None
     module.spec_node_of = owners
     module.fx_name_of = {node: fx_node.name for node, fx_node in env.items()}
     return module.to(device) if device is not None else module
+
+
+def _attach(root: nn.Module, node: str, module: nn.Module) -> None:
+    """Add a module under its node id; dotted ids (`layer2.0.conv1`) nest, as torchvision's do."""
+    *parents, leaf = node.split(".")
+    for part in parents:
+        if not hasattr(root, part):
+            root.add_module(part, nn.Module())
+        root = getattr(root, part)
+    root.add_module(leaf, module)
 
 
 def _class_name(name: str) -> str:

@@ -2,13 +2,16 @@
 
 Input: a validated `Spec`. Output: `SpecGraph` (a networkx DiGraph whose edges are data
 inputs or size references, plus a topological order that follows file order where it can).
-Checks: reserved or dangling ids, arity, cycles (named), unreachable and unused nodes.
+Checks: reserved ids (keywords, nn.Module attributes), dangling ids, arity, cycles (named),
+unreachable and unused nodes.
 """
 
 from __future__ import annotations
 
 import difflib
+import keyword
 from dataclasses import dataclass
+from functools import cache
 
 import networkx as nx
 
@@ -23,6 +26,38 @@ class SpecGraph:
     order: list[str]  # execution order of the spec's nodes; 'input' excluded
 
 
+@cache
+def reserved_names() -> frozenset[str]:
+    """Names a node id (or a dotted part of one) cannot take: Python keywords and the attributes of
+    the compiled module, whose submodules are named by node id (`forward`, `training`, `_modules`)."""
+    import torch.fx as fx
+    from torch import nn
+
+    from .compile import SpecModule
+
+    graph = fx.Graph()
+    graph.output(graph.placeholder("x"))
+    instance = SpecModule(nn.Module(), graph)  # instance attributes too: training, _modules, meta
+    return frozenset({*keyword.kwlist, *keyword.softkwlist, "self", *dir(instance),
+                      *SpecModule.__jit_ignored_attributes__})
+
+
+def _check_id(spec: Spec, node: str, ids: set[str]) -> None:
+    if node == INPUT:
+        raise spec.error(node, "'input' is the implicit input node; choose another id")
+    for part in node.split("."):
+        if part in reserved_names():
+            what = "a Python keyword" if keyword.iskeyword(part) or part == "self" else \
+                "an attribute of the compiled nn.Module"
+            raise spec.error(node, f"node id '{node}': '{part}' is {what}; choose another id")
+    parent = node.rpartition(".")[0]
+    while parent:  # `a.b` becomes a submodule of `a`, which must not be a node itself
+        if parent in ids:
+            raise spec.error(node, f"node id '{node}' is nested under node '{parent}'; ids that share a "
+                                   f"dotted prefix must not be nodes themselves")
+        parent = parent.rpartition(".")[0]
+
+
 def _unknown(spec: Spec, node: str, field: str, ref: str) -> SpecError:
     close = difflib.get_close_matches(ref, [INPUT, *spec.nodes], n=1)
     hint = f"; did you mean '{close[0]}'?" if close else ""
@@ -30,9 +65,9 @@ def _unknown(spec: Spec, node: str, field: str, ref: str) -> SpecError:
 
 
 def _add_edges(spec: Spec, graph: nx.DiGraph) -> None:
+    ids = set(spec.nodes)
     for node, op in spec.nodes.items():
-        if node == INPUT:
-            raise spec.error(node, "'input' is the implicit input node; choose another id")
+        _check_id(spec, node, ids)
         low, high = op.arity
         count = len(op.inputs)
         if count < low or (high is not None and count > high):

@@ -22,6 +22,7 @@ def parse_value(text: str) -> Any:
 def apply_overrides(spec: Spec, assignments: list[str]) -> Spec:
     """Set dotted keys (train.*, data.*, num_classes, ...) and validate the result again."""
     data = spec.canonical()
+    texts: dict[tuple[str, ...], tuple[dict[str, Any], str]] = {}  # values that parsed as non-strings
     for assignment in assignments:
         key, sep, value = assignment.partition("=")
         if not sep or not key:
@@ -33,11 +34,20 @@ def apply_overrides(spec: Spec, assignments: list[str]) -> Spec:
                 raise SpecError(f"--set '{assignment}': '{part}' is not a section")
             target = target[part]
         target[parts[-1]] = parse_value(value)
-    try:
-        result = Spec.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise SpecError(f"--set {where}: {first['msg']}", file=spec.file) from None
-    result._file, result._origins = spec._file, spec._origins
+        if not isinstance(target[parts[-1]], str):
+            texts[tuple(parts)] = (target, value)
+    while True:
+        try:  # as strict as a spec file: `--set num_classes=true` is not 1 class
+            result = Spec.model_validate_json(json.dumps(data), strict=True)
+            break
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            loc = tuple(str(p) for p in first["loc"])
+            if first["type"] == "string_type" and loc in texts:  # `--set name=2024`: a string field
+                target, text = texts.pop(loc)
+                target[loc[-1]] = text
+                continue
+            raise SpecError(f"--set {'.'.join(loc)}: {first['msg']}", file=spec.file) from None
+    result._file, result._origins, result._paths = spec._file, spec._origins, spec._paths
+    result._instances = spec._instances
     return result

@@ -13,15 +13,15 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, create_model
 
 from .errors import SpecError
+from .expand import expand
 from .ops import REGISTRY, AnyOp
 from .ops.base import NodeId, PosInt
 from .settings import DataSettings, TrainSettings
 
 INPUT = "input"  # id of the implicit input node
-MERGED_SECTIONS = ("input", "train", "data")  # merged key by key through `extends`
 
 
 class InputSpec(BaseModel):
@@ -47,6 +47,8 @@ class Spec(BaseModel):
 
     _file: str | None = PrivateAttr(None)
     _origins: dict[str, str] = PrivateAttr(default_factory=dict)
+    _paths: dict[str, str] = PrivateAttr(default_factory=dict)  # block nodes → their definition
+    _instances: dict[str, str] = PrivateAttr(default_factory=dict)  # block copy id prefix → block name
 
     @property
     def file(self) -> str | None:
@@ -56,8 +58,16 @@ class Spec(BaseModel):
         """The file that defined `node` (a base spec's, for inherited nodes)."""
         return self._origins.get(node or "", self._file)
 
+    def blocks_of(self, node: str) -> list[tuple[str, str]]:
+        """The block copies a node was expanded from, outermost first: [('layer2.0', 'basic')]."""
+        parts = node.split(".")
+        prefixes = (".".join(parts[:i]) for i in range(1, len(parts)))
+        return [(prefix, self._instances[prefix]) for prefix in prefixes if prefix in self._instances]
+
     def error(self, node: str, message: str, field: str | None = None) -> SpecError:
-        path = f"$.nodes.{node}" + (f".{field}" if field else "")
+        if field and f"{node}#{field}" in self._paths:  # set through a block parameter
+            return SpecError(message, file=self.origin(node), path=self._paths[f"{node}#{field}"], node=node)
+        path = self._paths.get(node, f"$.nodes.{node}") + (f".{field}" if field else "")
         return SpecError(message, file=self.origin(node), path=path, node=node)
 
     def canonical(self) -> dict[str, Any]:
@@ -73,9 +83,53 @@ class Spec(BaseModel):
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
+class BlockDef(BaseModel):
+    """A named, parameterised sub-graph (see README: blocks)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    description: str = Field("", description="What the block is.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Parameters and their defaults; "
+                                   "'$name' anywhere in the body is replaced by the value.")
+    inputs: list[str] = Field(["in"], description="Input names, referenced in the body as '$in', ...")
+    output: str = Field(description="The body node whose tensor is the block's output.")
+    nodes: dict[str, dict[str, Any]] = Field(description="The body: nodes as in 'nodes' (an 'if': '$param' "
+                                             "node is dropped when false, passing its input through).")
+
+
+class BlockUse(BaseModel):
+    """A node that instantiates a block; expanded ids are '<id>.<i>.<body id>' (or '<id>.<body id>')."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    block: str = Field(description="Name of a block in 'blocks' (here or in a spec this extends).")
+    inputs_: NodeId | list[NodeId] = Field(alias="in", description="Input node id(s), one per block input.")
+    with_: dict[str, Any] = Field(default_factory=dict, alias="with", description="Parameter values.")
+    repeat: PosInt | None = Field(None, description="Chain N copies, each feeding the next.")
+    first: dict[str, Any] = Field(default_factory=dict, description="Parameter values for the first copy only.")
+
+
 def json_schema() -> dict[str, Any]:
-    """JSON Schema of the spec format, for editors to validate and complete specs."""
-    schema = Spec.model_json_schema(by_alias=True)
+    """JSON Schema of the authored spec format (extends, patches, defaults, blocks), for editors."""
+    patch = dict[str, Any]  # a node without 'op' merges into the base spec's node
+    authored = create_model(
+        "SpecFile", __base__=Spec,
+        extends=(str | None, Field(None, description="A shipped spec's name or a path relative to this file.")),
+        name=(str | None, Field(None, description="Short name, used for run directories and reports.")),
+        num_classes=(PosInt | None, Field(None, description="Classes scored by `score` nodes.")),
+        output=(NodeId | None, Field(None, description="Id of the node whose tensor the model returns.")),
+        nodes=(dict[NodeId, AnyOp | BlockUse | patch | None],
+               Field(description="Nodes keyed by id: an op, a block instance, a patch of the base's node "
+                                 "(no 'op'; JSON Merge Patch), or null to remove it.")),
+        defaults=(dict[str, dict[str, Any]], Field(default_factory=dict, description=(
+            "Per-op field defaults, e.g. {\"conv\": {\"norm\": \"batch\"}}; a node's own value wins."))),
+        blocks=(dict[str, BlockDef], Field(default_factory=dict, description="Named sub-graphs.")),
+    )
+    schema = authored.model_json_schema(by_alias=True)
+    (node,) = schema["properties"]["nodes"]["patternProperties"].values()
+    for choice in node["anyOf"]:  # a patch is an object without 'op' and 'block' (those are checked as such)
+        if choice.get("type") == "object":
+            choice["not"] = {"anyOf": [{"required": ["op"]}, {"required": ["block"]}]}
+            choice["description"] = "A JSON Merge Patch of the base spec's node of this id."
+    schema["title"] = "fcngraph spec"
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     return schema
 
@@ -101,6 +155,8 @@ def read_json(path: Path) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise SpecError(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
                         file=str(path)) from None
+    except RecursionError:
+        raise SpecError("JSON nested too deeply", file=str(path)) from None
     except SpecError as exc:
         raise exc.at(file=str(path)) from None
     if not isinstance(data, dict):
@@ -108,58 +164,31 @@ def read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def _resolve(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], dict[str, str]]:
-    """Raw spec data with `extends` applied, and the file each node came from."""
-    data = read_json(path)
-    nodes = data.get("nodes", {})
-    if not isinstance(nodes, dict):
-        raise SpecError("'nodes' must be an object keyed by node id", file=str(path), path="$.nodes")
-    base_name = data.pop("extends", None)
-    if base_name is None:
-        return data, {node: str(path) for node in nodes}
-    if not isinstance(base_name, str):
-        raise SpecError("'extends' must be a path", file=str(path), path="$.extends")
-    base_path = (path.parent / base_name).resolve()
-    if base_path in chain + (path.resolve(),):
-        loop = " -> ".join(p.name for p in chain + (path.resolve(), base_path))
-        raise SpecError(f"extends loop: {loop}", file=str(path), path="$.extends")
-    if not base_path.is_file():
-        raise SpecError(f"extends '{base_name}': no such file", file=str(path), path="$.extends")
-    base, origins = _resolve(base_path, chain + (path.resolve(),))
-    merged = {**base, **{k: v for k, v in data.items() if k not in ("nodes", *MERGED_SECTIONS)}}
-    for section in MERGED_SECTIONS:
-        if isinstance(base.get(section), dict) and isinstance(data.get(section), dict):
-            merged[section] = {**base[section], **data[section]}
-        elif section in data:
-            merged[section] = data[section]
-    merged_nodes = dict(base.get("nodes", {}))
-    for node, body in nodes.items():
-        if body is None:
-            if node not in merged_nodes:
-                raise SpecError(f"removes node '{node}', which the base does not have",
-                                file=str(path), path=f"$.nodes.{node}", node=node)
-            del merged_nodes[node]
-            origins.pop(node, None)
-        else:
-            merged_nodes[node] = body
-            origins[node] = str(path)
-    merged["nodes"] = merged_nodes
-    return merged, origins
-
-
 def load_spec(source: str | Path | dict[str, Any], *, file: str | None = None) -> Spec:
-    """Load and validate a spec from a path or from already-parsed JSON data."""
-    if isinstance(source, dict):
-        data, origins = dict(source), {}
-    else:
+    """Load and validate a spec from a path or from already-parsed JSON data (authored format:
+    extends, node patches, blocks and defaults are applied first; see expand.py)."""
+    if not isinstance(source, dict):
         file = str(source)
-        data, origins = _resolve(Path(source), ())
     try:
-        spec = Spec.model_validate(data)
+        data = dict(source) if isinstance(source, dict) else read_json(Path(source))
+        expanded = expand(data, Path(file) if file else None, read_json)
+        spec = validate_data(expanded.data, file, expanded.origins, expanded.paths)
+        spec._instances = expanded.instances
+        return spec
+    except RecursionError:  # JSON nested thousands deep: no spec needs that
+        raise SpecError("JSON nested too deeply", file=file) from None
+
+
+def validate_data(data: dict[str, Any], file: str | None, origins: dict[str, str],
+                  paths: dict[str, str]) -> Spec:
+    """Plain spec data → Spec, strictly typed as JSON is ("3" is not an integer, true not a number)."""
+    try:
+        spec = Spec.model_validate_json(json.dumps(data), strict=True)
     except ValidationError as exc:
-        raise _from_validation(exc, file, origins) from None
+        raise _from_validation(exc, file, origins, paths) from None
     spec._file = file
     spec._origins = origins
+    spec._paths = paths
     return spec
 
 
@@ -184,12 +213,19 @@ def _json_path(loc: tuple[Any, ...]) -> tuple[str, str | None]:
     return text.replace(".in_", ".in").replace(".schema_", ".$schema"), node
 
 
-def _from_validation(exc: ValidationError, file: str | None, origins: dict[str, str]) -> SpecError:
+def _from_validation(exc: ValidationError, file: str | None, origins: dict[str, str],
+                     paths: dict[str, str] | None = None) -> SpecError:
     first = exc.errors()[0]
     path, node = _json_path(tuple(first["loc"]))
+    if node is not None and paths and node in paths:  # a block's node: point at its definition
+        rest = path[len(f"$.nodes.{node}"):]
+        field = rest[1:].split(".")[0].split("[")[0]
+        set_by = paths.get(f"{node}#{field}")  # or at the parameter value that set the field
+        path = set_by + rest[1 + len(field):] if set_by else paths[node] + rest
     message = first["msg"].replace("Value error, ", "")
     if first["loc"][-1:] == ("[key]",):
-        message = f"node id '{node}' is not an identifier (letters, digits, _; not starting with a digit)"
+        message = (f"node id '{node}' is not an identifier (letters, digits, _; not starting with a digit; "
+                   f"dots separate the parts of block ids)")
     elif first["type"] == "missing":
         message = f"missing field '{path.rsplit('.', 1)[-1]}'"
     elif first["type"] == "extra_forbidden":

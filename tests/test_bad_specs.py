@@ -45,6 +45,11 @@ EXPECTED = {
     "extends_missing": (None, "$.extends", "no such file"),
     "removes_unknown": ("upscore4", "$.nodes.upscore4", "base does not have"),
     "not_an_object": (None, "$", "must be a JSON object"),
+    "block_typo": ("enc.0.b", "$.blocks.double.nodes.b.in", "block 'double' (instance 'enc.0'): node 'b' refers to"),
+    "block_param": ("enc.0.a", "$.nodes.enc.with.width", "valid integer"),
+    "keyword_id": ("def", "$.nodes.def", "'def' is a Python keyword"),
+    "strict_bool": ("c1", "$.nodes.c1.bias", "valid boolean"),
+    "patch_unknown": ("pool9", "$.nodes.pool9", "patches node 'pool9' (no 'op'), which the base does not have"),
 }
 
 

@@ -59,7 +59,10 @@ def test_cli_code_and_schema(capsys, tmp_path):
     assert main(["schema", "-o", str(tmp_path / "s.json")]) == 0
     schema = json.loads((tmp_path / "s.json").read_text())
     (node_schema,) = schema["properties"]["nodes"]["patternProperties"].values()
-    assert node_schema["discriminator"]["propertyName"] == "op"
+    op, block, patch, removal = node_schema["anyOf"]  # the authored format: op, block use, patch, null
+    assert op["discriminator"]["propertyName"] == "op" and block == {"$ref": "#/$defs/BlockUse"}
+    assert patch["not"] == {"anyOf": [{"required": ["op"]}, {"required": ["block"]}]}
+    assert removal == {"type": "null"} and {"extends", "defaults", "blocks"} <= set(schema["properties"])
 
 
 def test_cli_export_onnx_is_a_valid_model(tmp_path, capsys):
