@@ -356,7 +356,7 @@ def apply_defaults(expanded: Expanded, file: str | None) -> None:
                                 path=f"$.defaults.{op}.{key}")
     nodes = expanded.data["nodes"]
     for node_id, node in nodes.items():
-        if isinstance(node, dict) and node.get("op") in defaults:
+        if isinstance(node, dict) and isinstance(node.get("op"), str) and node["op"] in defaults:
             nodes[node_id] = merge_patch(defaults[node["op"]], node)
 
 

@@ -56,6 +56,16 @@ class Analysis:
         return sum(info.flops for info in self.nodes.values())
 
 
+MAX_NODE_PARAMS = 2**32  # 16 GiB of float32 in one node: beyond any machine fcngraph targets
+
+
+def check_allocatable(params: int) -> None:
+    """Refuse at validation what would only fail (or overflow) when the model is built."""
+    if params > MAX_NODE_PARAMS:
+        raise OpError(f"would hold {params:.3g} parameters ({params * 4 / 2**30:,.0f} GiB in float32); "
+                      f"more than one node can allocate (limit {MAX_NODE_PARAMS:.3g})")
+
+
 @contextmanager
 def node_errors(spec: Spec, node: str) -> Iterator[None]:
     """Turn an op's OpError into a SpecError naming the node and field."""
@@ -89,6 +99,7 @@ def analyze(spec: Spec, size: tuple[int, int] | None = None,
             offsets = op.offsets(coords, ref_coords)
             info = NodeInfo(node, op, out_ch, op.coord(coords, ref_coords), tuple(offsets),
                             op.params(in_ch, out_ch))
+            check_allocatable(info.params)
             if size is not None:
                 hw = (_sizes(op, ins, refs, offsets, 0), _sizes(op, ins, refs, offsets, 1))
                 if min(hw) < 1:
