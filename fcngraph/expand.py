@@ -7,6 +7,7 @@ that defined it, so that errors about an expanded node point at its definition.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 from dataclasses import dataclass, field
@@ -136,14 +137,19 @@ def _mentions_node_id(annotation: Any) -> bool:
     return annotation == NodeId or any(_mentions_node_id(arg) for arg in get_args(annotation))
 
 
-def _ref_fields(op: Any) -> set[str]:
+def _ref_fields(op: Any) -> frozenset[str]:
     """JSON names of the fields of `op` that hold node ids (`in`, `to`, `align`, ...)."""
-    cls = REGISTRY.get(op) if isinstance(op, str) else None
+    return _ref_fields_of(op if isinstance(op, str) else None)
+
+
+@functools.cache  # one answer per op name; asked once per node of specs with 100,000 nodes
+def _ref_fields_of(op: str | None) -> frozenset[str]:
+    cls = REGISTRY.get(op) if op is not None else None
     if cls is None:
-        return {"in"}
+        return frozenset({"in"})
     node_id = NodeId.__metadata__[0]  # pydantic moves a bare NodeId's constraint into the field's metadata
-    return {f.alias or name for name, f in cls.model_fields.items()
-            if _mentions_node_id(f.annotation) or node_id in f.metadata} | {"in"}
+    return frozenset({f.alias or name for name, f in cls.model_fields.items()
+                      if _mentions_node_id(f.annotation) or node_id in f.metadata} | {"in"})
 
 
 class _Expander:
