@@ -180,22 +180,53 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(records, output: str) -> int:
-    from .report import write_report
+def _report(records, output: str, comparison=None, title: str = "fcngraph comparison") -> int:
+    from .report import leader_line, write_report
 
-    report = write_report(records, Path(output))
+    report = write_report(records, Path(output), title, comparison)
     print(report.results[["variant", "status", "mIoU", "pixel acc", "params (M)", "GFLOPs"]].to_string(index=False))
     print(f"wrote {output}/report.md, report.html, results.csv, per_class.csv, curves, diagrams")
     for note in report.notes:
         print(f"note: {note}")
+    if comparison is not None:
+        print(leader_line(comparison))
+        for difference in comparison.differences.values():
+            print(difference.sentence())
     return 1 if any(r.status == "failed" for r in records) else 0
 
 
-def cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import compare_specs
+def is_experiment(path: str) -> bool:
+    from .spec import read_json
 
-    specs = [load_with_overrides(args, path) for path in args.specs]
-    return _report(compare_specs(specs, Path(args.runs), progress=not args.quiet), args.output)
+    return path.endswith(".json") and "variants" in read_json(Path(path))
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import run_all, statistics
+    from .experiment import expand, from_specs, load_experiment
+
+    if len(args.specs) == 1 and is_experiment(args.specs[0]):
+        experiment = load_experiment(args.specs[0])
+        if args.seeds is not None:
+            experiment = experiment.model_copy(update={"seeds": list(range(args.seeds))})
+        grid_specs = expand(experiment, override_assignments(args))
+        baseline, title = args.baseline or experiment.baseline_name, experiment.name
+    else:
+        specs = [load_with_overrides(args, path) for path in args.specs]
+        experiment, grid_specs = from_specs(specs, args.seeds or 1, args.baseline)
+        baseline, title = experiment.baseline_name, "fcngraph comparison"
+    if baseline not in grid_specs:
+        raise FcngraphError(f"--baseline '{baseline}' is not one of the variants: {', '.join(grid_specs)}")
+    cells = [(name, seed, spec) for name, by_seed in grid_specs.items() for seed, spec in by_seed.items()]
+    records = run_all([spec for _, _, spec in cells], Path(args.runs), args.jobs, args.threads,
+                      progress=not args.quiet and args.jobs <= 1)
+    grid: dict = {}
+    for (name, seed, _), record in zip(cells, records):
+        record.name = name
+        grid.setdefault(name, {})[seed] = record
+    comparison = statistics(grid, baseline)
+    first_seed = [by_seed[min(by_seed)] for by_seed in grid.values()]
+    return _report(first_seed, args.output, comparison, title)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -280,11 +311,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _add(sub, "compare", cmd_compare, "Train each spec that has no finished run (finished runs are "
              "reused) and write a comparison report: tables, curves, diagrams, predictions.")
-    p.add_argument("specs", nargs="+", help="Spec JSON files, one per variant.")
-    p.add_argument("-o", "--output", required=True, help="Report folder (report.md, report.html, results.csv, ...).")
+    p.add_argument("specs", nargs="+", help="Spec JSON files, one per variant, or one experiment file "
+                   "(variants, seeds, data, budget, baseline; see specs/experiment.schema.json).")
+    p.add_argument("-o", "--output", required=True, help="Report folder (report.md, report.html, results.csv, "
+                   "stats.json, ...).")
+    p.add_argument("--seeds", type=int, help="Train seeds 0..N-1 of every variant (default 1; with an experiment "
+                   "file, replaces its seeds).")
+    p.add_argument("--baseline", help="Variant the others are compared against (default: the first).")
+    p.add_argument("--jobs", type=int, default=1, help="Independent runs trained at once, as separate processes.")
+    p.add_argument("--threads", type=int, default=0, help="torch threads per run (0: with --jobs N, the cores "
+                   "split N ways; else as is). Same threads → same numbers, whatever --jobs.")
     p.add_argument("--runs", default="runs", help="Folder that holds run directories.")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="Override a setting in every spec, e.g. train.epochs=5 (repeatable).")
+    p.add_argument("--data", help="Dataset folder for every variant (VOC layout or images/ + masks/).")
     p.add_argument("--epochs", type=int, help="Shortcut for --set train.epochs=N.")
     p.add_argument("--quiet", action="store_true", help="No per-step progress lines.")
 

@@ -4,6 +4,8 @@
 into DIR/report.md, DIR/report.html (one self-contained file: SVGs inline, images embedded,
 names escaped), results.csv, per_class.csv, training curves (PNG/SVG), one U diagram per
 variant and a qualitative grid (input | ground truth | each variant), like FCN Fig. 4.
+Given a `stats.Comparison` (several seeds) it adds stats.json and a statistics section: mean ± std,
+intervals, paired differences against the baseline, per-class differences and one sentence each.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import base64
 import contextlib
 import html
 import io
+import json
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -222,8 +225,72 @@ def _splits(records: list[RunRecord]) -> dict[str, Splits]:
     return found
 
 
-def write_report(records: list[RunRecord], out_dir: Path, title: str = "fcngraph comparison") -> Report:
-    """Write every table and figure of the comparison into `out_dir`; return the tables."""
+# -- statistics over seeds ----------------------------------------------------------------------
+def _ci(low: float, high: float) -> str:
+    return f"[{low:.4f}, {high:.4f}]"
+
+
+def statistics_tables(comparison) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(table, bold mask, per-class differences) of a `stats.Comparison`. The best mean is bold only
+    when it is significantly ahead of every other variant; otherwise no cell is bold."""
+    rows, bold = [], []
+    for name, s in sorted(comparison.summaries.items(), key=lambda item: -item[1].mean):
+        d = comparison.differences.get(name)
+        rows.append({"variant": name, "mIoU mean ± std": f"{s.mean:.4f} ± {s.std:.4f}", "95 % CI": _ci(s.low, s.high),
+                     f"Δ vs {comparison.baseline}": "baseline" if d is None else f"{d.diff:+.4f}",
+                     "Δ 95 % CI": "" if d is None else _ci(d.low, d.high),
+                     "p": "" if d is None else ("< 0.001" if d.p < 0.001 else f"{d.p:.3f}"),
+                     "seeds": len(s.per_seed)})
+        bold.append({k: (k == "mIoU mean ± std" and comparison.leaders == (name,)) for k in rows[-1]})
+    n = len(next(iter(comparison.differences.values())).per_class) if comparison.differences else 0
+    classes = list(comparison.classes) if len(comparison.classes) == n else [str(i) for i in range(n)]
+    per_class = pd.DataFrame(
+        {name: ["—" if np.isnan(v) else f"{v:+.3f} [{lo:.3f}, {hi:.3f}]" for v, lo, hi in d.per_class]
+         for name, d in comparison.differences.items()}, index=classes) if n else None
+    return pd.DataFrame(rows), pd.DataFrame(bold), per_class
+
+
+def leader_line(comparison) -> str:
+    if len(comparison.leaders) == 1:
+        return f"Best: {comparison.leaders[0]} (significantly ahead of every other variant; shown in bold)."
+    return (f"Tied for best: {', '.join(comparison.leaders)} — their differences are not significant, "
+            "so nothing is bold.")
+
+
+def statistics_method(comparison) -> str:
+    return (f"95 % intervals: percentile bootstrap, B = {comparison.resamples}, seed {comparison.seed}, resampling "
+            "seeds then validation images (the same resamples for every variant, so differences stay paired); "
+            "p: paired permutation test swapping whole images between the two variants. A difference is "
+            "significant when p < 0.05 and its interval excludes 0.")
+
+
+def _statistics_markdown(comparison) -> list[str]:
+    table, bold, per_class = statistics_tables(comparison)
+    table = table.astype(str).mask(bold, "**" + table.astype(str) + "**")
+    parts = ["## Statistics over seeds", "", statistics_method(comparison), "", table.to_markdown(index=False), "",
+             leader_line(comparison), ""]
+    parts += [f"- {d.sentence()}" for d in comparison.differences.values()] + [""]
+    if per_class is not None and not per_class.empty:
+        parts += [f"### Per-class IoU difference vs {comparison.baseline} (95 % CI)", "", per_class.to_markdown(), ""]
+    return parts
+
+
+def _statistics_html(comparison) -> list[str]:
+    esc = html.escape
+    table, bold, per_class = statistics_tables(comparison)
+    body = ["<h2>Statistics over seeds</h2>", f"<p>{esc(statistics_method(comparison))}</p>",
+            _html_table(table.astype(str), bold), f"<p>{esc(leader_line(comparison))}</p>",
+            "<ul>" + "".join(f"<li>{esc(d.sentence())}</li>" for d in comparison.differences.values()) + "</ul>"]
+    if per_class is not None and not per_class.empty:
+        body += [f"<h3>Per-class IoU difference vs {esc(comparison.baseline)} (95 % CI)</h3>",
+                 _html_table(per_class, index=True)]
+    return body
+
+
+def write_report(records: list[RunRecord], out_dir: Path, title: str = "fcngraph comparison",
+                 comparison=None) -> Report:
+    """Write every table and figure of the comparison into `out_dir`; return the tables. `comparison`
+    (a `stats.Comparison`, from runs over seeds) adds stats.json and the statistics section."""
     import matplotlib.pyplot as plt
 
     out_dir = Path(out_dir)
@@ -257,16 +324,20 @@ def write_report(records: list[RunRecord], out_dir: Path, title: str = "fcngraph
             diagrams[record.name] = svg_text(dot)
             if diagrams[record.name] is not None:
                 atomic_write_text(out_dir / f"diagram-{safe_stem(record.name)}.svg", diagrams[record.name])
-    atomic_write_text(out_dir / "report.md", _markdown(report, title, figures, diagrams))
-    atomic_write_text(out_dir / "report.html", _html(report, title, figures, diagrams))
+    if comparison is not None:
+        atomic_write_text(out_dir / "stats.json", json.dumps(comparison.to_json(), indent=2, allow_nan=False) + "\n")
+    atomic_write_text(out_dir / "report.md", _markdown(report, title, figures, diagrams, comparison))
+    atomic_write_text(out_dir / "report.html", _html(report, title, figures, diagrams, comparison))
     return report
 
 
-def _markdown(report: Report, title: str, figures: dict[str, bytes], diagrams: dict[str, str | None]) -> str:
+def _markdown(report: Report, title: str, figures: dict[str, bytes], diagrams: dict[str, str | None],
+              comparison=None) -> str:
     results, per_class = markdown_tables(report)
     parts = [f"# {title}", "", "Sorted by validation mIoU; the best value of each column (complete runs) in bold. "
              "Latency: batch 1 forward at the eval size on the machine that wrote the report.", "", results, ""]
     parts += [f"- {note}" for note in report.notes] + ([""] if report.notes else [])
+    parts += _statistics_markdown(comparison) if comparison is not None else []
     parts += ["## Per-class IoU", "", per_class, "", "## Training curves", "", "![curves](curves.png)", ""]
     if "qualitative.png" in figures:
         parts += ["## Predictions on validation images", "", "![qualitative](qualitative.png)", ""]
@@ -286,13 +357,15 @@ table.table td:first-child,table.table th:first-child{text-align:left}
 img{max-width:100%}"""
 
 
-def _html(report: Report, title: str, figures: dict[str, bytes], diagrams: dict[str, str | None]) -> str:
+def _html(report: Report, title: str, figures: dict[str, bytes], diagrams: dict[str, str | None],
+          comparison=None) -> str:
     results = _html_table(*_display(report.results))
     per_class = _html_table(report.per_class.map(lambda v: "—" if pd.isna(v) else f"{v:.4f}"), index=True)
     esc = html.escape
     body = [f"<h1>{esc(title)}</h1>", "<p>Sorted by validation mIoU; the best value of each column "
             "(complete runs) in bold.</p>", results]
     body += ["<ul>" + "".join(f"<li>{esc(n)}</li>" for n in report.notes) + "</ul>"] if report.notes else []
+    body += _statistics_html(comparison) if comparison is not None else []
     body += ["<h2>Per-class IoU</h2>", per_class, "<h2>Training curves</h2>",
              f'<div class="figure">{_inline_svg(figures["curves.svg"])}</div>']
     if "qualitative.png" in figures:

@@ -208,7 +208,8 @@ class Comparison:
     classes: tuple[str, ...] = field(default=())
 
     def to_json(self) -> dict:
-        return {
+        """Plain JSON data (NaN → null): the layout of stats.json, documented in docs/statistics.md."""
+        return _no_nan({
             "method": {"bootstrap": "two-stage percentile (seeds, then images), images shared across variants",
                        "test": "paired permutation, swapping whole images in every seed",
                        "resamples": self.resamples, "seed": self.seed, "alpha": ALPHA,
@@ -220,7 +221,17 @@ class Comparison:
                                 "significant": d.significant, "sentence": d.sentence(),
                                 "per_class": [list(v) for v in d.per_class]}
                             for n, d in self.differences.items()},
-        }
+        })
+
+
+def _no_nan(value):
+    if isinstance(value, float):
+        return None if np.isnan(value) else value
+    if isinstance(value, dict):
+        return {k: _no_nan(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_no_nan(v) for v in value]
+    return value
 
 
 def _check_paired(variants: list[VariantCounts]) -> None:
