@@ -68,7 +68,7 @@ def test_cli_error_is_one_line(tmp_path, capsys):
     from fcngraph.cli import main
     assert main(["compare", str(write(tmp_path, {"variants": [{"spek": "x"}]})), "-o", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "$.variants[0].spek" in err
+    assert err.count("\n") == 0 and "$.variants[0]" in err
 
 
 def test_plain_form_and_shipped_schema():
