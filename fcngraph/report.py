@@ -250,6 +250,20 @@ def statistics_tables(comparison) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFr
     return pd.DataFrame(rows), pd.DataFrame(bold), per_class
 
 
+def statistics_csv(comparison) -> pd.DataFrame:
+    """One row per variant, plain numbers (the tracker export of docs/statistics.md)."""
+    rows = []
+    for name, s in comparison.summaries.items():
+        d = comparison.differences.get(name)
+        rows.append({"variant": name, "miou_mean": s.mean, "miou_std": s.std, "miou_ci_low": s.low,
+                     "miou_ci_high": s.high, "seeds": len(s.per_seed), "images": s.n_images,
+                     "baseline": comparison.baseline, "diff": d.diff if d else 0.0,
+                     "diff_ci_low": d.low if d else math.nan, "diff_ci_high": d.high if d else math.nan,
+                     "p": d.p if d else math.nan, "significant": bool(d and d.significant),
+                     "leader": name in comparison.leaders, "tied": len(comparison.leaders) > 1})
+    return pd.DataFrame(rows)
+
+
 def leader_line(comparison) -> str:
     if len(comparison.leaders) == 1:
         return f"Best: {comparison.leaders[0]} (significantly ahead of every other variant; shown in bold)."
@@ -325,6 +339,7 @@ def write_report(records: list[RunRecord], out_dir: Path, title: str = "fcngraph
             if diagrams[record.name] is not None:
                 atomic_write_text(out_dir / f"diagram-{safe_stem(record.name)}.svg", diagrams[record.name])
     if comparison is not None:
+        atomic_write_text(out_dir / "stats.csv", statistics_csv(comparison).to_csv(index=False, float_format="%.6g"))
         atomic_write_text(out_dir / "stats.json", json.dumps(comparison.to_json(), indent=2, allow_nan=False) + "\n")
     atomic_write_text(out_dir / "report.md", _markdown(report, title, figures, diagrams, comparison))
     atomic_write_text(out_dir / "report.html", _html(report, title, figures, diagrams, comparison))
