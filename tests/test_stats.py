@@ -131,3 +131,22 @@ def test_interval_and_seed_mious_basics():
     assert interval(np.arange(1001.0)) == pytest.approx((25.0, 975.0))
     counts = np.array([[[[1, 0], [2, 0], [1, 1]]]])  # class 1 absent everywhere except one wrong pixel
     assert seed_mious(counts).tolist() == pytest.approx([(0.5 + 0.0) / 2])
+
+
+def test_report_tables_bold_only_a_significant_leader():
+    from fcngraph.report import _statistics_markdown, leader_line, statistics_csv, statistics_tables
+
+    rng = np.random.default_rng(6)
+    weak, strong = fake_counts(rng, 2, 40, 4, 0.5), fake_counts(rng, 2, 40, 4, 0.8)
+    classes = ("a", "b", "c", "d")
+    apart = compare([variant("weak", weak), variant("strong", strong)], classes=classes)
+    table, bold, per_class = statistics_tables(apart)
+    assert table["variant"].tolist() == ["strong", "weak"] and bold.values.sum() == 1
+    assert bold.loc[0, "mIoU mean ± std"] and list(per_class.index) == list(classes)
+    assert "**" in "\n".join(_statistics_markdown(apart)) and leader_line(apart).startswith("Best: strong")
+    tied = compare([variant("one", weak), variant("two", weak.copy())], classes=classes)
+    assert statistics_tables(tied)[1].values.sum() == 0 and "**" not in "\n".join(_statistics_markdown(tied))
+    assert leader_line(tied).startswith("Tied for best: one, two")
+    csv = statistics_csv(apart).set_index("variant")
+    assert bool(csv.loc["strong", "significant"]) and csv.loc["strong", "p"] < 0.001
+    assert apart.to_json()["differences"]["strong"]["ci"][0] > 0
