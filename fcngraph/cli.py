@@ -180,10 +180,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(records, output: str, comparison=None, title: str = "fcngraph comparison") -> int:
+def _report(records, output: str, comparison=None, title: str = "fcngraph comparison", seeds=None) -> int:
     from .report import leader_line, write_report
 
-    report = write_report(records, Path(output), title, comparison)
+    report = write_report(records, Path(output), title, comparison, seeds)
     print(report.results[["variant", "status", "mIoU", "pixel acc", "params (M)", "GFLOPs"]].to_string(index=False))
     print(f"wrote {output}/report.md, report.html, results.csv, per_class.csv, curves, diagrams")
     for note in report.notes:
@@ -226,7 +226,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         grid.setdefault(name, {})[seed] = record
     comparison = statistics(grid, baseline)
     first_seed = [by_seed[min(by_seed)] for by_seed in grid.values()]
-    return _report(first_seed, args.output, comparison, title)
+    seeds = {name: [by_seed[s] for s in sorted(by_seed)] for name, by_seed in grid.items()}
+    return _report(first_seed, args.output, comparison, title, seeds)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -145,8 +145,13 @@ def _figure_bytes(figure, fmt: str) -> bytes:
     return buffer.getvalue()
 
 
-def curves_figure(records: list[RunRecord]):
-    """Training loss and validation mIoU per epoch, every variant on the same two axes."""
+def _epoch_series(rows: list[dict], key: str) -> dict[int, float]:
+    return {r["epoch"]: r[key] for r in rows if key in r}
+
+
+def curves_figure(records: list[RunRecord], seeds: dict[str, list[RunRecord]] | None = None):
+    """Training loss and validation mIoU per epoch, every variant on the same two axes; with
+    several seeds of a variant, the mean over seeds and a band from the lowest to the highest."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -155,15 +160,70 @@ def curves_figure(records: list[RunRecord]):
 
     figure, (loss_ax, miou_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
     for record in records:
-        rows = record.history
-        loss_ax.plot([r["epoch"] for r in rows], [r["loss"] for r in rows], label=record.name)
-        evaluated = [r for r in rows if "miou" in r]
-        miou_ax.plot([r["epoch"] for r in evaluated], [r["miou"] for r in evaluated], label=record.name)
+        runs = (seeds or {}).get(record.name) or [record]
+        for ax, key in ((loss_ax, "loss"), (miou_ax, "miou")):
+            series = [_epoch_series(r.history, key) for r in runs]
+            epochs = sorted(set.intersection(*(set(x) for x in series))) if series else []
+            values = np.array([[x[e] for e in epochs] for x in series])  # [seeds, epochs]
+            if not epochs:
+                continue
+            label = record.name + (f" ({len(runs)} seeds)" if len(runs) > 1 else "")
+            line, = ax.plot(epochs, values.mean(0), label=label)
+            if len(runs) > 1:
+                ax.fill_between(epochs, values.min(0), values.max(0), color=line.get_color(), alpha=0.2, linewidth=0)
     loss_ax.set(xlabel="epoch", ylabel="training loss", yscale="log", title="loss")
-    miou_ax.set(xlabel="epoch", ylabel="val mIoU", title="validation mIoU")
+    miou_ax.set(xlabel="epoch", ylabel="val mIoU", title="validation mIoU (band: min–max over seeds)")
     miou_ax.legend(fontsize=8)
     for ax in (loss_ax, miou_ax):
         ax.grid(alpha=0.3)
+    return figure
+
+
+def normalised_confusion(runs: list[RunRecord]) -> np.ndarray | None:
+    """Final confusion matrices summed over seeds, each row divided by its ground-truth pixels."""
+    matrices = [np.asarray(r.scores["confusion"], dtype=np.float64) for r in runs if r.scores.get("confusion")]
+    if not matrices:
+        return None
+    total = np.sum(matrices, 0)
+    return total / np.maximum(total.sum(1, keepdims=True), 1)
+
+
+def confusion_figure(records: list[RunRecord], baseline: str, seeds: dict[str, list[RunRecord]] | None = None):
+    """Row 1: each variant's normalised confusion matrix; row 2: its difference from the baseline's
+    (red: more pixels there than the baseline). None when no run has a confusion matrix."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mats = {r.name: normalised_confusion((seeds or {}).get(r.name) or [r]) for r in records}
+    mats = {name: m for name, m in mats.items() if m is not None}
+    if not mats or baseline not in mats:
+        return None
+    classes = next(r.classes for r in records if r.name in mats) or [str(i) for i in range(len(mats[baseline]))]
+    n = len(mats)
+    figure, axes = plt.subplots(2, n, figsize=(3.2 * n, 6.4), squeeze=False)
+    diff = None
+    for col, (name, m) in enumerate(mats.items()):
+        labels = classes if len(classes) == len(m) else [str(i) for i in range(len(m))]
+        image = axes[0, col].imshow(m, cmap="viridis", vmin=0, vmax=1)
+        axes[0, col].set_title(name, fontsize=9)
+        if name == baseline or m.shape != mats[baseline].shape:
+            axes[1, col].axis("off")
+            axes[1, col].text(0.5, 0.5, "baseline" if name == baseline else "other classes", ha="center",
+                              transform=axes[1, col].transAxes)
+        else:
+            diff = axes[1, col].imshow(m - mats[baseline], cmap="RdBu_r", vmin=-1, vmax=1)
+            axes[1, col].set_title(f"{name} − {baseline}", fontsize=9)
+        for row in (0, 1):
+            ax = axes[row, col]
+            ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=6)
+            ax.set_yticks(range(len(labels)), labels if col == 0 else [""] * len(labels), fontsize=6)
+        axes[0, col].set_xlabel("predicted", fontsize=7)
+    axes[0, 0].set_ylabel("ground truth", fontsize=7)
+    figure.colorbar(image, ax=axes[0, :].tolist(), fraction=0.02, label="share of the class's pixels")
+    if diff is not None:
+        figure.colorbar(diff, ax=axes[1, :].tolist(), fraction=0.02, label="difference")
     return figure
 
 
@@ -302,7 +362,7 @@ def _statistics_html(comparison) -> list[str]:
 
 
 def write_report(records: list[RunRecord], out_dir: Path, title: str = "fcngraph comparison",
-                 comparison=None) -> Report:
+                 comparison=None, seeds: dict[str, list[RunRecord]] | None = None) -> Report:
     """Write every table and figure of the comparison into `out_dir`; return the tables. `comparison`
     (a `stats.Comparison`, from runs over seeds) adds stats.json and the statistics section."""
     import matplotlib.pyplot as plt
@@ -316,10 +376,15 @@ def write_report(records: list[RunRecord], out_dir: Path, title: str = "fcngraph
     atomic_write_text(out_dir / "per_class.csv", report.per_class.to_csv(float_format="%.6g"))
 
     figures: dict[str, bytes] = {}
-    curves = curves_figure(records)
+    curves = curves_figure(records, seeds)
     for fmt in ("png", "svg"):
         figures[f"curves.{fmt}"] = _figure_bytes(curves, fmt)
     plt.close(curves)
+    baseline = comparison.baseline if comparison is not None else (records[0].name if records else "")
+    confusion = confusion_figure(records, baseline, seeds) if records else None
+    if confusion is not None:
+        figures["confusion.png"] = _figure_bytes(confusion, "png")
+        plt.close(confusion)
     grid, left_out = qualitative_figure(records, splits)
     if grid is not None:
         figures["qualitative.png"] = _figure_bytes(grid, "png")
@@ -354,6 +419,9 @@ def _markdown(report: Report, title: str, figures: dict[str, bytes], diagrams: d
     parts += [f"- {note}" for note in report.notes] + ([""] if report.notes else [])
     parts += _statistics_markdown(comparison) if comparison is not None else []
     parts += ["## Per-class IoU", "", per_class, "", "## Training curves", "", "![curves](curves.png)", ""]
+    if "confusion.png" in figures:
+        parts += ["## Confusion matrices", "", "Rows: ground truth, normalised; second row: difference from the "
+                  "baseline.", "", "![confusion](confusion.png)", ""]
     if "qualitative.png" in figures:
         parts += ["## Predictions on validation images", "", "![qualitative](qualitative.png)", ""]
     parts += ["## Architectures", ""]
@@ -383,6 +451,10 @@ def _html(report: Report, title: str, figures: dict[str, bytes], diagrams: dict[
     body += _statistics_html(comparison) if comparison is not None else []
     body += ["<h2>Per-class IoU</h2>", per_class, "<h2>Training curves</h2>",
              f'<div class="figure">{_inline_svg(figures["curves.svg"])}</div>']
+    if "confusion.png" in figures:
+        encoded = base64.b64encode(figures["confusion.png"]).decode()
+        body += ["<h2>Confusion matrices</h2>", "<p>Rows: ground truth, normalised; second row: difference "
+                 "from the baseline.</p>", f'<img alt="confusion matrices" src="data:image/png;base64,{encoded}">']
     if "qualitative.png" in figures:
         encoded = base64.b64encode(figures["qualitative.png"]).decode()
         body += ["<h2>Predictions on validation images</h2>",

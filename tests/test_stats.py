@@ -150,3 +150,28 @@ def test_report_tables_bold_only_a_significant_leader():
     csv = statistics_csv(apart).set_index("variant")
     assert bool(csv.loc["strong", "significant"]) and csv.loc["strong", "p"] < 0.001
     assert apart.to_json()["differences"]["strong"]["ci"][0] > 0
+
+
+def test_confusion_and_seed_band_figures(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from fcngraph.compare import RunRecord
+    from fcngraph.report import confusion_figure, curves_figure, normalised_confusion
+
+    def record(name, matrix, mious):
+        history = [{"epoch": e + 1, "loss": 1.0 / (e + 1), "miou": m} for e, m in enumerate(mious)]
+        return RunRecord(name, tmp_path, "complete", scores={"confusion": matrix, "classes": ["x", "y"]},
+                         history=history)
+
+    base = [record("base", [[3, 1], [0, 4]], [0.1, 0.2]), record("base", [[1, 3], [0, 4]], [0.3, 0.4])]
+    other = [record("other", [[4, 0], [2, 2]], [0.2, 0.5])]
+    np.testing.assert_allclose(normalised_confusion(base), [[0.5, 0.5], [0, 1]])
+    figure = confusion_figure([base[0], other[0]], "base", {"base": base, "other": other})
+    diff = figure.axes[3].images[0].get_array()  # the second row's difference panel
+    np.testing.assert_allclose(diff, [[0.5, -0.5], [0.5, -0.5]])
+    plt.close(figure)
+    curves = curves_figure([base[0], other[0]], {"base": base, "other": other})
+    mean_line = curves.axes[1].lines[0]
+    np.testing.assert_allclose(mean_line.get_ydata(), [0.2, 0.3])
+    assert len(curves.axes[1].collections) == 1  # one band: only 'base' has several seeds
+    plt.close(curves)
