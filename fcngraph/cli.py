@@ -219,7 +219,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise FcngraphError(f"--baseline '{baseline}' is not one of the variants: {', '.join(grid_specs)}")
     cells = [(name, seed, spec) for name, by_seed in grid_specs.items() for seed, spec in by_seed.items()]
     records = run_all([spec for _, _, spec in cells], Path(args.runs), args.jobs, args.threads,
-                      progress=not args.quiet and args.jobs <= 1)
+                      progress=not args.quiet and args.jobs <= 1 and args.ray is None, ray=args.ray)
     grid: dict = {}
     for (name, seed, _), record in zip(cells, records):
         record.name = name
@@ -320,6 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "file, replaces its seeds).")
     p.add_argument("--baseline", help="Variant the others are compared against (default: the first).")
     p.add_argument("--jobs", type=int, default=1, help="Independent runs trained at once, as separate processes.")
+    p.add_argument("--ray", metavar="auto|ADDRESS|local", help="Run each training run as a Ray task (pip install "
+                   "-e '.[ray]'): 'auto' joins the running cluster, ADDRESS a given one, 'local' starts one here; "
+                   "--runs must be on a filesystem every node sees. A failed task is retried once.")
     p.add_argument("--threads", type=int, default=0, help="torch threads per run (0: with --jobs N, the cores "
                    "split N ways; else as is). Same threads → same numbers, whatever --jobs.")
     p.add_argument("--runs", default="runs", help="Folder that holds run directories.")

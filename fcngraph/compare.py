@@ -220,20 +220,36 @@ def _train_one(spec_data: dict[str, Any], runs_root: str, threads: int) -> None:
     train_spec(load(spec_data), Path(runs_root), resume=True, log=lambda _: None, progress=False)
 
 
-def run_all(specs: list[Spec], runs_root: Path, jobs: int = 1, threads: int = 0,
-            log: Callable[[str], None] = print, progress: bool = False) -> list[RunRecord]:
-    """Train every spec (seeds are separate specs); `jobs` > 1 runs them as that many processes with
-    `threads` torch threads each (0: the cores split evenly). Same specs → same numbers either way,
-    given the same threads per run. A run that fails becomes a failed record, never an exception."""
-    import os
+def run_on_ray(specs: list[Spec], runs_root: Path, address: str, threads: int,
+               log: Callable[[str], None] = print) -> dict[int, str]:
+    """Each run a Ray task needing `threads` CPUs (and a GPU when its device asks for CUDA), retried
+    once when it fails; run directories must be on a filesystem every node sees. → {index: error}."""
+    try:
+        import ray
+    except ImportError:
+        raise FcngraphError("--ray needs Ray: pip install -e \".[ray]\"") from None
+    ray.init(address=None if address == "local" else address, ignore_reinit_error=True,
+             include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    task = ray.remote(max_retries=1, retry_exceptions=True)(_train_one)
+    refs = [task.options(num_cpus=threads, num_gpus=1 if spec.train.device.startswith("cuda") else 0)
+            .remote(spec.canonical(), str(Path(runs_root).resolve()), threads) for spec in specs]
+    errors: dict[int, str] = {}
+    for i, (spec, ref) in enumerate(zip(specs, refs)):
+        try:
+            ray.get(ref)
+            log(f"{spec.name} (seed {spec.train.seed}): done on Ray")
+        except Exception as exc:  # noqa: BLE001 — failed twice: reported in the table
+            errors[i] = " ".join(str(exc).split()).split(" Traceback")[0][:300] or type(exc).__name__
+            log(f"{spec.name} (seed {spec.train.seed}): failed on Ray after a retry: {errors[i]}")
+    return errors
+
+
+def run_in_processes(specs: list[Spec], runs_root: Path, jobs: int, threads: int,
+                     log: Callable[[str], None] = print) -> dict[int, str]:
+    """Runs in `jobs` spawned processes with `threads` torch threads each → {index: error}."""
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
-    if jobs <= 1:
-        if threads:
-            torch.set_num_threads(threads)
-        return compare_specs(specs, runs_root, log, progress)
-    threads = threads or max(1, (os.cpu_count() or 1) // jobs)
     errors: dict[int, str] = {}
     with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
         futures = [pool.submit(_train_one, spec.canonical(), str(runs_root), threads) for spec in specs]
@@ -244,6 +260,27 @@ def run_all(specs: list[Spec], runs_root: Path, jobs: int = 1, threads: int = 0,
             except Exception as exc:  # noqa: BLE001 — a worker's failure is reported in the table
                 errors[i] = " ".join(str(exc).split()) or type(exc).__name__
                 log(f"{spec.name} (seed {spec.train.seed}): failed: {errors[i]}")
+    return errors
+
+
+def run_all(specs: list[Spec], runs_root: Path, jobs: int = 1, threads: int = 0,
+            log: Callable[[str], None] = print, progress: bool = False, ray: str | None = None
+            ) -> list[RunRecord]:
+    """Train every spec (seeds are separate specs); `jobs` > 1 runs them as that many processes with
+    `threads` torch threads each (0: the cores split evenly), `ray` ('local', 'auto' or an address) as
+    Ray tasks. Same specs → same numbers every way, given the same threads per run. A run that fails
+    becomes a failed record, never an exception."""
+    import os
+
+    if jobs <= 1 and ray is None:
+        if threads:
+            torch.set_num_threads(threads)
+        return compare_specs(specs, runs_root, log, progress)
+    threads = threads or max(1, (os.cpu_count() or 1) // max(jobs, 1))
+    if ray is not None:
+        errors = run_on_ray(specs, runs_root, ray, threads, log)
+    else:
+        errors = run_in_processes(specs, runs_root, jobs, threads, log)
     records = []
     for i, spec in enumerate(specs):
         record = read_run(run_dir_for(spec, runs_root))

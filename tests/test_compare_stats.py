@@ -57,3 +57,23 @@ def test_two_jobs_give_the_numbers_of_one(sequential, tmp_path):
     for name, summary in one.summaries.items():
         np.testing.assert_array_equal(summary.per_seed, two.summaries[name].per_seed)
     assert one.to_json() == two.to_json()
+
+
+def test_ray_tasks_give_the_local_numbers(sequential, tmp_path):
+    ray = pytest.importorskip("ray", reason="the Ray path needs the [ray] extra")
+    grid_specs = {name: by_seed for name, by_seed in experiment(tmp_path).items() if name in ("plain", "weighted")}
+    cells = [(name, seed, spec) for name, by_seed in grid_specs.items() for seed, spec in by_seed.items()]
+    try:
+        records = run_all([spec for *_, spec in cells], tmp_path / "runs", threads=1, log=lambda _: None,
+                          ray="local")
+    finally:
+        ray.shutdown()
+    _, local = sequential
+    grid = {}
+    for (name, seed, _), record in zip(cells, records):
+        assert record.status == "complete", record.note
+        record.name = name
+        grid.setdefault(name, {})[seed] = record
+    on_ray = statistics(grid, "plain", log=lambda _: None)
+    for name in ("plain", "weighted"):
+        assert on_ray.summaries[name].per_seed == local.summaries[name].per_seed
