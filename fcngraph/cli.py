@@ -231,9 +231,20 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .compare import read_run
+    from .compare import read_run, statistics
 
-    return _report([read_run(Path(path)) for path in args.runs], args.output)
+    records = [read_run(Path(path)) for path in args.runs]
+    grid: dict = {}
+    for record in records:
+        if record.spec is not None:
+            grid.setdefault(record.name, {}).setdefault(record.spec.train.seed, record)
+    if all(len(by_seed) == 1 for by_seed in grid.values()):
+        return _report(records, args.output)
+    # several seeds of a variant (runs of one spec name with different train.seed): one column each
+    first_seed = [by_seed[min(by_seed)] for by_seed in grid.values()]
+    others = [r for r in records if r.spec is None]
+    seeds = {name: [by_seed[s] for s in sorted(by_seed)] for name, by_seed in grid.items()}
+    return _report(first_seed + others, args.output, statistics(grid, args.baseline), seeds=seeds)
 
 
 # -- parser -----------------------------------------------------------------------------------
@@ -334,8 +345,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _add(sub, "report", cmd_report, "Write the comparison report of existing run directories, "
              "training nothing; unfinished or failed runs are marked in the table.")
-    p.add_argument("runs", nargs="+", help="Run directories (runs/<name>-<hash>).")
+    p.add_argument("runs", nargs="+", help="Run directories (runs/<name>-<hash>); runs of one spec name with "
+                   "different train.seed are one variant over seeds, with statistics.")
     p.add_argument("-o", "--output", required=True, help="Report folder.")
+    p.add_argument("--baseline", help="Variant the others are compared against (default: the first).")
 
     p = _add(sub, "init-from", cmd_init_from, "Net surgery: pour weights into a spec's model and save them "
              "as a checkpoint to train from (--init).")

@@ -179,7 +179,7 @@ def image_ids(splits: Splits) -> list[str]:
 @torch.no_grad()
 def per_image_counts(record: RunRecord, splits: Splits) -> dict[str, Any] | None:
     """Per validation image and class: tp, ground-truth and predicted pixels (int64 [N, C]) and ids,
-    from the run's checkpoint; cached in <run>/per_image_val.npz. (Stand-in for data-eval's
+    from the run's final checkpoint; cached in <run>/per_image_val.npz. (Stand-in for data-eval's
     `load_per_image(run_dir, "val")`, which writes the same arrays during evaluation.)"""
     import numpy as np
 
@@ -189,7 +189,8 @@ def per_image_counts(record: RunRecord, splits: Splits) -> dict[str, Any] | None
     cache = record.path / "per_image_val.npz"
     if cache.is_file():
         return load_npz(cache)
-    path = record.checkpoint()
+    # the final weights, which the summary's scores come from (best.pt was picked on these images)
+    path = record.path / "last.pt" if (record.path / "last.pt").is_file() else record.checkpoint()
     if path is None or record.spec is None:
         return None
     model = compile_spec(record.spec).eval()

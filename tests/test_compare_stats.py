@@ -32,7 +32,11 @@ def run(grid_specs, runs_root, jobs):
         assert record.status == "complete", record.note
         record.name = name
         grid.setdefault(name, {})[seed] = record
-    return statistics(grid, "plain", log=lambda _: None)
+    comparison = statistics(grid, "plain", log=lambda _: None)
+    for name, by_seed in grid.items():  # pooled per-image counts reproduce each run's own val mIoU
+        expected = [by_seed[seed].scores["miou"] for seed in sorted(by_seed)]
+        np.testing.assert_allclose(comparison.summaries[name].per_seed, expected, rtol=1e-9)
+    return comparison
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +81,15 @@ def test_ray_tasks_give_the_local_numbers(sequential, tmp_path):
     on_ray = statistics(grid, "plain", log=lambda _: None)
     for name in ("plain", "weighted"):
         assert on_ray.summaries[name].per_seed == local.summaries[name].per_seed
+
+
+def test_report_of_run_directories_groups_seeds(sequential, tmp_path, capsys):
+    from fcngraph.cli import main
+
+    tmp, comparison = sequential
+    run_dirs = sorted(str(p) for p in (tmp / "runs").iterdir() if p.is_dir())
+    assert main(["report", *run_dirs, "-o", str(tmp_path / "r"), "--baseline", "plain"]) == 0
+    written = json.loads((tmp_path / "r" / "stats.json").read_text())
+    assert written == json.loads(json.dumps(comparison.to_json()))
+    assert "weighted vs plain" in capsys.readouterr().out
+    assert "Statistics over seeds" in (tmp_path / "r" / "report.html").read_text()
