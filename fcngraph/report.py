@@ -234,10 +234,42 @@ def _colour(labels, palette) -> np.ndarray:
     return table[labels.cpu().numpy().astype(np.uint8)]
 
 
-def qualitative_figure(records: list[RunRecord], splits_by_key: dict[str, Splits]):
-    """Input | ground truth | each variant's prediction on fixed validation images, or None
-    when no variant has a checkpoint and loadable data. Only variants that share the first
-    one's data take part."""
+def image_mious(arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """Per-image counts (tp, gt, pred [N, C]) → each image's own mIoU over the classes it shows, [N]."""
+    from .stats import iou_from_pooled, miou_from_iou
+
+    return miou_from_iou(iou_from_pooled(np.stack([arrays["tp"], arrays["gt"], arrays["pred"]], 1)))
+
+
+def pick_images(per_image: dict[str, dict[str, np.ndarray]], baseline: str, classes: list[str],
+                rare: int = 2) -> list[tuple[int, str]]:
+    """Validation images worth looking at, by rule, each with the reason: the largest disagreement
+    between variants, the baseline's worst image, and the image with most pixels of each of the
+    `rare` rarest classes. per_image: variant → its first seed's per-image counts (same image order)."""
+    scores = np.stack([image_mious(a) for a in per_image.values()])  # [V, N]
+    picks: list[tuple[int, str]] = []
+
+    def add(index: int, reason: str) -> None:
+        if all(index != i for i, _ in picks):
+            picks.append((int(index), reason))
+
+    spread = scores.max(0) - scores.min(0)
+    if spread.max() > 0:  # identical variants disagree nowhere: no row for it
+        add(int(np.argmax(spread)), "largest disagreement")
+    add(int(np.argmin(image_mious(per_image[baseline]))), f"{baseline}'s worst")
+    gt = per_image[baseline]["gt"]  # [N, C]
+    totals = gt.sum(0).astype(np.float64)
+    for c in [c for c in np.argsort(totals, kind="stable") if totals[c] > 0][:rare]:
+        name = classes[c] if c < len(classes) else str(c)
+        add(int(np.argmax(gt[:, c])), f"rare class: {name}")
+    return picks
+
+
+def qualitative_figure(records: list[RunRecord], splits_by_key: dict[str, Splits],
+                       picks: list[tuple[int, str]] | None = None):
+    """Input | ground truth | each variant's prediction on validation images (`picks`: index and
+    reason, chosen by `pick_images`; else evenly spaced), with a colour legend; None when no variant
+    has a checkpoint and loadable data. Only variants that share the first one's data take part."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -250,8 +282,13 @@ def qualitative_figure(records: list[RunRecord], splits_by_key: dict[str, Splits
     key = data_key(usable[0].spec)
     shown = [r for r in usable if data_key(r.spec) == key]
     splits = splits_by_key[key]
-    count = min(QUALITATIVE_IMAGES, len(splits.val))
-    indices = [round(i * (len(splits.val) - 1) / max(1, count - 1)) for i in range(count)]
+    if picks:
+        indices, reasons = [i for i, _ in picks], [reason for _, reason in picks]
+    else:
+        count = min(QUALITATIVE_IMAGES, len(splits.val))
+        indices = [round(i * (len(splits.val) - 1) / max(1, count - 1)) for i in range(count)]
+        reasons = [f"image {i}" for i in indices]
+    count = len(indices)
     predicted = {r.name: predictions(r, splits, indices) for r in shown}
     columns = ["input", "ground truth", *predicted]
     figure, axes = plt.subplots(count, len(columns), figsize=(1.9 * len(columns), 1.9 * count), squeeze=False)
@@ -265,8 +302,27 @@ def qualitative_figure(records: list[RunRecord], splits_by_key: dict[str, Splits
             axes[row][col].set_yticks([])
             if row == 0:
                 axes[row][col].set_title(columns[col], fontsize=8)
+        axes[row][0].set_ylabel(reasons[row], fontsize=7)
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color=np.array(colour) / 255, label=name) for name, colour in zip(splits.classes, splits.palette)]
+    figure.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=7, frameon=False)
+    figure.subplots_adjust(bottom=0.08 + 0.04 * math.ceil(len(handles) / 6) / max(1, count / 4))
     left_out = [r.name for r in records if r not in shown]
     return figure, left_out
+
+
+def _picks(records: list[RunRecord], comparison) -> list[tuple[int, str]] | None:
+    """Rule-chosen images when statistics were computed (their per-image counts are cached)."""
+    if comparison is None:
+        return None
+    from .stats import load_npz
+
+    per_image = {r.name: load_npz(r.path / "per_image_val.npz") for r in records
+                 if r.name in comparison.summaries and (r.path / "per_image_val.npz").is_file()}
+    if comparison.baseline not in per_image:
+        return None
+    return pick_images(per_image, comparison.baseline, list(comparison.classes))
 
 
 # -- the report folder -------------------------------------------------------------------------------
@@ -385,7 +441,7 @@ def write_report(records: list[RunRecord], out_dir: Path, title: str = "fcngraph
     if confusion is not None:
         figures["confusion.png"] = _figure_bytes(confusion, "png")
         plt.close(confusion)
-    grid, left_out = qualitative_figure(records, splits)
+    grid, left_out = qualitative_figure(records, splits, _picks(records, comparison))
     if grid is not None:
         figures["qualitative.png"] = _figure_bytes(grid, "png")
         plt.close(grid)

@@ -175,3 +175,20 @@ def test_confusion_and_seed_band_figures(tmp_path):
     np.testing.assert_allclose(mean_line.get_ydata(), [0.2, 0.3])
     assert len(curves.axes[1].collections) == 1  # one band: only 'base' has several seeds
     plt.close(curves)
+
+
+def test_qualitative_images_are_picked_by_rule():
+    from fcngraph.report import pick_images
+
+    gt = np.array([[10, 0, 0], [10, 5, 0], [10, 5, 2], [10, 9, 0]])  # class 2 rarest, then class 1
+
+    def arrays(tp):
+        tp = np.asarray(tp)
+        return {"ids": np.arange(4), "tp": tp, "gt": gt, "pred": gt}  # pred = gt counts, only tp varies
+
+    base = arrays([[10, 0, 0], [1, 5, 0], [10, 5, 2], [10, 9, 0]])  # image 1 is the baseline's worst
+    other = arrays([[10, 0, 0], [1, 5, 0], [10, 5, 2], [10, 0, 0]])  # they disagree most on image 3
+    picks = pick_images({"base": base, "other": other}, "base", ["bg", "b", "c"])
+    assert picks == [(3, "largest disagreement"), (1, "base's worst"), (2, "rare class: c")]
+    same = pick_images({"base": base, "twin": base}, "base", ["bg", "b", "c"])
+    assert [reason for _, reason in same] == ["base's worst", "rare class: c", "rare class: b"]
