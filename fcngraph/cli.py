@@ -192,28 +192,71 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(records, output: str) -> int:
-    from .report import write_report
+def _report(records, output: str, comparison=None, title: str = "fcngraph comparison", seeds=None) -> int:
+    from .report import leader_line, write_report
 
-    report = write_report(records, Path(output))
+    report = write_report(records, Path(output), title, comparison, seeds)
     print(report.results[["variant", "status", "mIoU", "pixel acc", "params (M)", "GFLOPs"]].to_string(index=False))
     print(f"wrote {output}/report.md, report.html, results.csv, per_class.csv, curves, diagrams")
     for note in report.notes:
         print(f"note: {note}")
+    if comparison is not None:
+        print(leader_line(comparison))
+        for difference in comparison.differences.values():
+            print(difference.sentence())
     return 1 if any(r.status == "failed" for r in records) else 0
 
 
-def cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import compare_specs
+def is_experiment(path: str) -> bool:
+    from .spec import read_json
 
-    specs = [load_with_overrides(args, path) for path in args.specs]
-    return _report(compare_specs(specs, Path(args.runs), progress=not args.quiet), args.output)
+    return path.endswith(".json") and "variants" in read_json(Path(path))
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import run_all, statistics
+    from .experiment import expand, from_specs, load_experiment
+
+    if len(args.specs) == 1 and is_experiment(args.specs[0]):
+        experiment = load_experiment(args.specs[0])
+        if args.seeds is not None:
+            experiment = experiment.model_copy(update={"seeds": list(range(args.seeds))})
+        grid_specs = expand(experiment, override_assignments(args))
+        baseline, title = args.baseline or experiment.baseline_name, experiment.name
+    else:
+        specs = [load_with_overrides(args, path) for path in args.specs]
+        experiment, grid_specs = from_specs(specs, args.seeds or 1, args.baseline)
+        baseline, title = experiment.baseline_name, "fcngraph comparison"
+    if baseline not in grid_specs:
+        raise FcngraphError(f"--baseline '{baseline}' is not one of the variants: {', '.join(grid_specs)}")
+    cells = [(name, seed, spec) for name, by_seed in grid_specs.items() for seed, spec in by_seed.items()]
+    records = run_all([spec for _, _, spec in cells], Path(args.runs), args.jobs, args.threads,
+                      progress=not args.quiet and args.jobs <= 1 and args.ray is None, ray=args.ray)
+    grid: dict = {}
+    for (name, seed, _), record in zip(cells, records):
+        record.name = name
+        grid.setdefault(name, {})[seed] = record
+    comparison = statistics(grid, baseline)
+    first_seed = [by_seed[min(by_seed)] for by_seed in grid.values()]
+    seeds = {name: [by_seed[s] for s in sorted(by_seed)] for name, by_seed in grid.items()}
+    return _report(first_seed, args.output, comparison, title, seeds)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .compare import read_run
+    from .compare import read_run, statistics
 
-    return _report([read_run(Path(path)) for path in args.runs], args.output)
+    records = [read_run(Path(path)) for path in args.runs]
+    grid: dict = {}
+    for record in records:
+        if record.spec is not None:
+            grid.setdefault(record.name, {}).setdefault(record.spec.train.seed, record)
+    if all(len(by_seed) == 1 for by_seed in grid.values()):
+        return _report(records, args.output)
+    # several seeds of a variant (runs of one spec name with different train.seed): one column each
+    first_seed = [by_seed[min(by_seed)] for by_seed in grid.values()]
+    others = [r for r in records if r.spec is None]
+    seeds = {name: [by_seed[s] for s in sorted(by_seed)] for name, by_seed in grid.items()}
+    return _report(first_seed + others, args.output, statistics(grid, args.baseline), seeds=seeds)
 
 
 # -- parser -----------------------------------------------------------------------------------
@@ -296,18 +339,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _add(sub, "compare", cmd_compare, "Train each spec that has no finished run (finished runs are "
              "reused) and write a comparison report: tables, curves, diagrams, predictions.")
-    p.add_argument("specs", nargs="+", help="Spec JSON files, one per variant.")
-    p.add_argument("-o", "--output", required=True, help="Report folder (report.md, report.html, results.csv, ...).")
+    p.add_argument("specs", nargs="+", help="Spec JSON files, one per variant, or one experiment file "
+                   "(variants, seeds, data, budget, baseline; see specs/experiment.schema.json).")
+    p.add_argument("-o", "--output", required=True, help="Report folder (report.md, report.html, results.csv, "
+                   "stats.json, ...).")
+    p.add_argument("--seeds", type=int, help="Train seeds 0..N-1 of every variant (default 1; with an experiment "
+                   "file, replaces its seeds).")
+    p.add_argument("--baseline", help="Variant the others are compared against (default: the first).")
+    p.add_argument("--jobs", type=int, default=1, help="Independent runs trained at once, as separate processes.")
+    p.add_argument("--ray", metavar="auto|ADDRESS|local", help="Run each training run as a Ray task (pip install "
+                   "-e '.[ray]'): 'auto' joins the running cluster, ADDRESS a given one, 'local' starts one here; "
+                   "--runs must be on a filesystem every node sees. A failed task is retried once.")
+    p.add_argument("--threads", type=int, default=0, help="torch threads per run (0: with --jobs N, the cores "
+                   "split N ways; else as is). Same threads → same numbers, whatever --jobs.")
     p.add_argument("--runs", default="runs", help="Folder that holds run directories.")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="Override a setting in every spec, e.g. train.epochs=5 (repeatable).")
+    p.add_argument("--data", help="Dataset folder for every variant (VOC layout or images/ + masks/).")
     p.add_argument("--epochs", type=int, help="Shortcut for --set train.epochs=N.")
     p.add_argument("--quiet", action="store_true", help="No per-step progress lines.")
 
     p = _add(sub, "report", cmd_report, "Write the comparison report of existing run directories, "
              "training nothing; unfinished or failed runs are marked in the table.")
-    p.add_argument("runs", nargs="+", help="Run directories (runs/<name>-<hash>).")
+    p.add_argument("runs", nargs="+", help="Run directories (runs/<name>-<hash>); runs of one spec name with "
+                   "different train.seed are one variant over seeds, with statistics.")
     p.add_argument("-o", "--output", required=True, help="Report folder.")
+    p.add_argument("--baseline", help="Variant the others are compared against (default: the first).")
 
     p = _add(sub, "init-from", cmd_init_from, "Net surgery: pour weights into a spec's model and save them "
              "as a checkpoint to train from (--init).")

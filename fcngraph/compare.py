@@ -22,7 +22,7 @@ from .bench import alternate, forward_step, median
 from .compile import compile_spec
 from .data import Splits, make_splits
 from .errors import FcngraphError
-from .io import atomic_write_text
+from .io import atomic_write, atomic_write_text
 from .shapes import analyze
 from .spec import Spec, load_spec
 from .train import TrainingError, checkpoint_path, load_checkpoint, read_summary, run_dir_for, train_spec
@@ -165,3 +165,158 @@ def predictions(record: RunRecord, splits: Splits, indices: list[int]) -> list[t
     model = compile_spec(record.spec).eval()
     model.load_state_dict(load_checkpoint(path)["model"])
     return [model(splits.val[i][0][None]).argmax(1)[0] for i in indices]  # each [H, W]
+
+
+# -- seeds, per-image counts, parallel runs --------------------------------------------------------
+def image_ids(splits: Splits) -> list[str]:
+    """Validation image ids: sample stems of a folder dataset, positions of the synthetic set."""
+    samples = getattr(getattr(splits.val, "base", splits.val), "samples", None)
+    if isinstance(samples, list):  # a folder dataset's Sample list (the synthetic set holds a count)
+        return [sample.mask.stem for sample in samples]
+    return [f"val-{i:05d}" for i in range(len(splits.val))]
+
+
+@torch.no_grad()
+def per_image_counts(record: RunRecord, splits: Splits) -> dict[str, Any] | None:
+    """Per validation image and class: tp, ground-truth and predicted pixels (int64 [N, C]) and ids,
+    from the run's final checkpoint; cached in <run>/per_image_val.npz. (Stand-in for data-eval's
+    `load_per_image(run_dir, "val")`, which writes the same arrays during evaluation.)"""
+    import numpy as np
+
+    from .metrics import ConfusionMatrix
+    from .stats import load_npz
+
+    cache = record.path / "per_image_val.npz"
+    if cache.is_file():
+        return load_npz(cache)
+    # the final weights, which the summary's scores come from (best.pt was picked on these images)
+    path = record.path / "last.pt" if (record.path / "last.pt").is_file() else record.checkpoint()
+    if path is None or record.spec is None:
+        return None
+    model = compile_spec(record.spec).eval()
+    model.load_state_dict(load_checkpoint(path)["model"])
+    rows = []
+    for i in range(len(splits.val)):
+        image, mask = splits.val[i]  # [3, H, W], [H, W]
+        confusion = ConfusionMatrix(record.spec.num_classes, ignore_index=record.spec.data.ignore_index)
+        confusion.update(model(image[None]).argmax(1)[0], mask)
+        m = confusion.matrix
+        rows.append(torch.stack([m.diag(), m.sum(1), m.sum(0)]))  # [3, C]
+    counts = torch.stack(rows).numpy()  # [N, 3, C]
+    arrays = {"ids": np.array(image_ids(splits)), "tp": counts[:, 0], "gt": counts[:, 1], "pred": counts[:, 2]}
+
+    def write(handle) -> None:
+        np.savez_compressed(handle, **arrays)
+
+    atomic_write(cache, write)
+    return arrays
+
+
+def _train_one(spec_data: dict[str, Any], runs_root: str, threads: int) -> None:
+    """One run in a worker process: its own share of the cores, no progress output."""
+    from .spec import load_spec as load
+
+    if threads:
+        torch.set_num_threads(threads)
+    train_spec(load(spec_data), Path(runs_root), resume=True, log=lambda _: None, progress=False)
+
+
+def run_on_ray(specs: list[Spec], runs_root: Path, address: str, threads: int,
+               log: Callable[[str], None] = print) -> dict[int, str]:
+    """Each run a Ray task needing `threads` CPUs (and a GPU when its device asks for CUDA), retried
+    once when it fails; run directories must be on a filesystem every node sees. → {index: error}."""
+    try:
+        import ray
+    except ImportError:
+        raise FcngraphError("--ray needs Ray: pip install -e \".[ray]\"") from None
+    ray.init(address=None if address == "local" else address, ignore_reinit_error=True,
+             include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    task = ray.remote(max_retries=1, retry_exceptions=True)(_train_one)
+    refs = [task.options(num_cpus=threads, num_gpus=1 if spec.train.device.startswith("cuda") else 0)
+            .remote(spec.canonical(), str(Path(runs_root).resolve()), threads) for spec in specs]
+    errors: dict[int, str] = {}
+    for i, (spec, ref) in enumerate(zip(specs, refs)):
+        try:
+            ray.get(ref)
+            log(f"{spec.name} (seed {spec.train.seed}): done on Ray")
+        except Exception as exc:  # noqa: BLE001 — failed twice: reported in the table
+            errors[i] = " ".join(str(exc).split()).split(" Traceback")[0][:300] or type(exc).__name__
+            log(f"{spec.name} (seed {spec.train.seed}): failed on Ray after a retry: {errors[i]}")
+    return errors
+
+
+def run_in_processes(specs: list[Spec], runs_root: Path, jobs: int, threads: int,
+                     log: Callable[[str], None] = print) -> dict[int, str]:
+    """Runs in `jobs` spawned processes with `threads` torch threads each → {index: error}."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    errors: dict[int, str] = {}
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(_train_one, spec.canonical(), str(runs_root), threads) for spec in specs]
+        for i, (spec, future) in enumerate(zip(specs, futures)):
+            try:
+                future.result()
+                log(f"{spec.name} (seed {spec.train.seed}): done")
+            except Exception as exc:  # noqa: BLE001 — a worker's failure is reported in the table
+                errors[i] = " ".join(str(exc).split()) or type(exc).__name__
+                log(f"{spec.name} (seed {spec.train.seed}): failed: {errors[i]}")
+    return errors
+
+
+def run_all(specs: list[Spec], runs_root: Path, jobs: int = 1, threads: int = 0,
+            log: Callable[[str], None] = print, progress: bool = False, ray: str | None = None
+            ) -> list[RunRecord]:
+    """Train every spec (seeds are separate specs); `jobs` > 1 runs them as that many processes with
+    `threads` torch threads each (0: the cores split evenly), `ray` ('local', 'auto' or an address) as
+    Ray tasks. Same specs → same numbers every way, given the same threads per run. A run that fails
+    becomes a failed record, never an exception."""
+    import os
+
+    if jobs <= 1 and ray is None:
+        if threads:
+            torch.set_num_threads(threads)
+        return compare_specs(specs, runs_root, log, progress)
+    threads = threads or max(1, (os.cpu_count() or 1) // max(jobs, 1))
+    if ray is not None:
+        errors = run_on_ray(specs, runs_root, ray, threads, log)
+    else:
+        errors = run_in_processes(specs, runs_root, jobs, threads, log)
+    records = []
+    for i, spec in enumerate(specs):
+        record = read_run(run_dir_for(spec, runs_root))
+        if i in errors and record.status != "failed":
+            record.status, record.note = "failed", errors[i]
+        records.append(record)
+    return records
+
+
+def statistics(grid: dict[str, dict[int, RunRecord]], baseline: str | None = None,
+               log: Callable[[str], None] = print):
+    """display name → seed → record  →  `stats.Comparison` of the variants whose every seed has a
+    checkpoint (others are named in the log), or None when fewer than one variant is left."""
+    from .stats import compare, from_per_image
+
+    splits_by_key: dict[str, Splits] = {}
+    counts, classes = [], ()
+    for name, by_seed in grid.items():
+        per_seed = {}
+        for seed, record in by_seed.items():
+            if record.spec is None:
+                break
+            key = data_key(record.spec)
+            if key not in splits_by_key:
+                splits_by_key[key] = load_splits(record.spec)
+            classes = tuple(splits_by_key[key].classes)
+            arrays = per_image_counts(record, splits_by_key[key])
+            if arrays is None:
+                break
+            per_seed[seed] = arrays
+        if len(per_seed) != len(by_seed):
+            log(f"statistics leave out {name}: a seed has no finished run")
+            continue
+        counts.append(from_per_image(name, per_seed))
+    if not counts:
+        return None
+    names = [c.name for c in counts]
+    return compare(counts, baseline if baseline in names else names[0], classes)

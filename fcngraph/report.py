@@ -4,6 +4,8 @@
 into DIR/report.md, DIR/report.html (one self-contained file: SVGs inline, images embedded,
 names escaped), results.csv, per_class.csv, training curves (PNG/SVG), one U diagram per
 variant and a qualitative grid (input | ground truth | each variant), like FCN Fig. 4.
+Given a `stats.Comparison` (several seeds) it adds stats.json and a statistics section: mean ± std,
+intervals, paired differences against the baseline, per-class differences and one sentence each.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import base64
 import contextlib
 import html
 import io
+import json
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -142,8 +145,13 @@ def _figure_bytes(figure, fmt: str) -> bytes:
     return buffer.getvalue()
 
 
-def curves_figure(records: list[RunRecord]):
-    """Training loss and validation mIoU per epoch, every variant on the same two axes."""
+def _epoch_series(rows: list[dict], key: str) -> dict[int, float]:
+    return {r["epoch"]: r[key] for r in rows if key in r}
+
+
+def curves_figure(records: list[RunRecord], seeds: dict[str, list[RunRecord]] | None = None):
+    """Training loss and validation mIoU per epoch, every variant on the same two axes; with
+    several seeds of a variant, the mean over seeds and a band from the lowest to the highest."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -152,15 +160,70 @@ def curves_figure(records: list[RunRecord]):
 
     figure, (loss_ax, miou_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
     for record in records:
-        rows = record.history
-        loss_ax.plot([r["epoch"] for r in rows], [r["loss"] for r in rows], label=record.name)
-        evaluated = [r for r in rows if "miou" in r]
-        miou_ax.plot([r["epoch"] for r in evaluated], [r["miou"] for r in evaluated], label=record.name)
+        runs = (seeds or {}).get(record.name) or [record]
+        for ax, key in ((loss_ax, "loss"), (miou_ax, "miou")):
+            series = [_epoch_series(r.history, key) for r in runs]
+            epochs = sorted(set.intersection(*(set(x) for x in series))) if series else []
+            values = np.array([[x[e] for e in epochs] for x in series])  # [seeds, epochs]
+            if not epochs:
+                continue
+            label = record.name + (f" ({len(runs)} seeds)" if len(runs) > 1 else "")
+            line, = ax.plot(epochs, values.mean(0), label=label)
+            if len(runs) > 1:
+                ax.fill_between(epochs, values.min(0), values.max(0), color=line.get_color(), alpha=0.2, linewidth=0)
     loss_ax.set(xlabel="epoch", ylabel="training loss", yscale="log", title="loss")
-    miou_ax.set(xlabel="epoch", ylabel="val mIoU", title="validation mIoU")
+    miou_ax.set(xlabel="epoch", ylabel="val mIoU", title="validation mIoU (band: min–max over seeds)")
     miou_ax.legend(fontsize=8)
     for ax in (loss_ax, miou_ax):
         ax.grid(alpha=0.3)
+    return figure
+
+
+def normalised_confusion(runs: list[RunRecord]) -> np.ndarray | None:
+    """Final confusion matrices summed over seeds, each row divided by its ground-truth pixels."""
+    matrices = [np.asarray(r.scores["confusion"], dtype=np.float64) for r in runs if r.scores.get("confusion")]
+    if not matrices:
+        return None
+    total = np.sum(matrices, 0)
+    return total / np.maximum(total.sum(1, keepdims=True), 1)
+
+
+def confusion_figure(records: list[RunRecord], baseline: str, seeds: dict[str, list[RunRecord]] | None = None):
+    """Row 1: each variant's normalised confusion matrix; row 2: its difference from the baseline's
+    (red: more pixels there than the baseline). None when no run has a confusion matrix."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mats = {r.name: normalised_confusion((seeds or {}).get(r.name) or [r]) for r in records}
+    mats = {name: m for name, m in mats.items() if m is not None}
+    if not mats or baseline not in mats:
+        return None
+    classes = next(r.classes for r in records if r.name in mats) or [str(i) for i in range(len(mats[baseline]))]
+    n = len(mats)
+    figure, axes = plt.subplots(2, n, figsize=(3.2 * n, 6.4), squeeze=False)
+    diff = None
+    for col, (name, m) in enumerate(mats.items()):
+        labels = classes if len(classes) == len(m) else [str(i) for i in range(len(m))]
+        image = axes[0, col].imshow(m, cmap="viridis", vmin=0, vmax=1)
+        axes[0, col].set_title(name, fontsize=9)
+        if name == baseline or m.shape != mats[baseline].shape:
+            axes[1, col].axis("off")
+            axes[1, col].text(0.5, 0.5, "baseline" if name == baseline else "other classes", ha="center",
+                              transform=axes[1, col].transAxes)
+        else:
+            diff = axes[1, col].imshow(m - mats[baseline], cmap="RdBu_r", vmin=-1, vmax=1)
+            axes[1, col].set_title(f"{name} − {baseline}", fontsize=9)
+        for row in (0, 1):
+            ax = axes[row, col]
+            ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=6)
+            ax.set_yticks(range(len(labels)), labels if col == 0 else [""] * len(labels), fontsize=6)
+        axes[0, col].set_xlabel("predicted", fontsize=7)
+    axes[0, 0].set_ylabel("ground truth", fontsize=7)
+    figure.colorbar(image, ax=axes[0, :].tolist(), fraction=0.02, label="share of the class's pixels")
+    if diff is not None:
+        figure.colorbar(diff, ax=axes[1, :].tolist(), fraction=0.02, label="difference")
     return figure
 
 
@@ -171,10 +234,42 @@ def _colour(labels, palette) -> np.ndarray:
     return table[labels.cpu().numpy().astype(np.uint8)]
 
 
-def qualitative_figure(records: list[RunRecord], splits_by_key: dict[str, Splits]):
-    """Input | ground truth | each variant's prediction on fixed validation images, or None
-    when no variant has a checkpoint and loadable data. Only variants that share the first
-    one's data take part."""
+def image_mious(arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """Per-image counts (tp, gt, pred [N, C]) → each image's own mIoU over the classes it shows, [N]."""
+    from .stats import iou_from_pooled, miou_from_iou
+
+    return miou_from_iou(iou_from_pooled(np.stack([arrays["tp"], arrays["gt"], arrays["pred"]], 1)))
+
+
+def pick_images(per_image: dict[str, dict[str, np.ndarray]], baseline: str, classes: list[str],
+                rare: int = 2) -> list[tuple[int, str]]:
+    """Validation images worth looking at, by rule, each with the reason: the largest disagreement
+    between variants, the baseline's worst image, and the image with most pixels of each of the
+    `rare` rarest classes. per_image: variant → its first seed's per-image counts (same image order)."""
+    scores = np.stack([image_mious(a) for a in per_image.values()])  # [V, N]
+    picks: list[tuple[int, str]] = []
+
+    def add(index: int, reason: str) -> None:
+        if all(index != i for i, _ in picks):
+            picks.append((int(index), reason))
+
+    spread = scores.max(0) - scores.min(0)
+    if spread.max() > 0:  # identical variants disagree nowhere: no row for it
+        add(int(np.argmax(spread)), "largest disagreement")
+    add(int(np.argmin(image_mious(per_image[baseline]))), f"{baseline}'s worst")
+    gt = per_image[baseline]["gt"]  # [N, C]
+    totals = gt.sum(0).astype(np.float64)
+    for c in [c for c in np.argsort(totals, kind="stable") if totals[c] > 0][:rare]:
+        name = classes[c] if c < len(classes) else str(c)
+        add(int(np.argmax(gt[:, c])), f"rare class: {name}")
+    return picks
+
+
+def qualitative_figure(records: list[RunRecord], splits_by_key: dict[str, Splits],
+                       picks: list[tuple[int, str]] | None = None):
+    """Input | ground truth | each variant's prediction on validation images (`picks`: index and
+    reason, chosen by `pick_images`; else evenly spaced), with a colour legend; None when no variant
+    has a checkpoint and loadable data. Only variants that share the first one's data take part."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -187,8 +282,13 @@ def qualitative_figure(records: list[RunRecord], splits_by_key: dict[str, Splits
     key = data_key(usable[0].spec)
     shown = [r for r in usable if data_key(r.spec) == key]
     splits = splits_by_key[key]
-    count = min(QUALITATIVE_IMAGES, len(splits.val))
-    indices = [round(i * (len(splits.val) - 1) / max(1, count - 1)) for i in range(count)]
+    if picks:
+        indices, reasons = [i for i, _ in picks], [reason for _, reason in picks]
+    else:
+        count = min(QUALITATIVE_IMAGES, len(splits.val))
+        indices = [round(i * (len(splits.val) - 1) / max(1, count - 1)) for i in range(count)]
+        reasons = [f"image {i}" for i in indices]
+    count = len(indices)
     predicted = {r.name: predictions(r, splits, indices) for r in shown}
     columns = ["input", "ground truth", *predicted]
     figure, axes = plt.subplots(count, len(columns), figsize=(1.9 * len(columns), 1.9 * count), squeeze=False)
@@ -202,8 +302,27 @@ def qualitative_figure(records: list[RunRecord], splits_by_key: dict[str, Splits
             axes[row][col].set_yticks([])
             if row == 0:
                 axes[row][col].set_title(columns[col], fontsize=8)
+        axes[row][0].set_ylabel(reasons[row], fontsize=7)
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color=np.array(colour) / 255, label=name) for name, colour in zip(splits.classes, splits.palette)]
+    figure.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=7, frameon=False)
+    figure.subplots_adjust(bottom=0.08 + 0.04 * math.ceil(len(handles) / 6) / max(1, count / 4))
     left_out = [r.name for r in records if r not in shown]
     return figure, left_out
+
+
+def _picks(records: list[RunRecord], comparison) -> list[tuple[int, str]] | None:
+    """Rule-chosen images when statistics were computed (their per-image counts are cached)."""
+    if comparison is None:
+        return None
+    from .stats import load_npz
+
+    per_image = {r.name: load_npz(r.path / "per_image_val.npz") for r in records
+                 if r.name in comparison.summaries and (r.path / "per_image_val.npz").is_file()}
+    if comparison.baseline not in per_image:
+        return None
+    return pick_images(per_image, comparison.baseline, list(comparison.classes))
 
 
 # -- the report folder -------------------------------------------------------------------------------
@@ -222,8 +341,86 @@ def _splits(records: list[RunRecord]) -> dict[str, Splits]:
     return found
 
 
-def write_report(records: list[RunRecord], out_dir: Path, title: str = "fcngraph comparison") -> Report:
-    """Write every table and figure of the comparison into `out_dir`; return the tables."""
+# -- statistics over seeds ----------------------------------------------------------------------
+def _ci(low: float, high: float) -> str:
+    return f"[{low:.4f}, {high:.4f}]"
+
+
+def statistics_tables(comparison) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(table, bold mask, per-class differences) of a `stats.Comparison`. The best mean is bold only
+    when it is significantly ahead of every other variant; otherwise no cell is bold."""
+    rows, bold = [], []
+    for name, s in sorted(comparison.summaries.items(), key=lambda item: -item[1].mean):
+        d = comparison.differences.get(name)
+        rows.append({"variant": name, "mIoU mean ± std": f"{s.mean:.4f} ± {s.std:.4f}", "95 % CI": _ci(s.low, s.high),
+                     f"Δ vs {comparison.baseline}": "baseline" if d is None else f"{d.diff:+.4f}",
+                     "Δ 95 % CI": "" if d is None else _ci(d.low, d.high),
+                     "p": "" if d is None else ("< 0.001" if d.p < 0.001 else f"{d.p:.3f}"),
+                     "seeds": len(s.per_seed)})
+        bold.append({k: (k == "mIoU mean ± std" and comparison.leaders == (name,)) for k in rows[-1]})
+    n = len(next(iter(comparison.differences.values())).per_class) if comparison.differences else 0
+    classes = list(comparison.classes) if len(comparison.classes) == n else [str(i) for i in range(n)]
+    per_class = pd.DataFrame(
+        {name: ["—" if np.isnan(v) else f"{v:+.3f} [{lo:.3f}, {hi:.3f}]" for v, lo, hi in d.per_class]
+         for name, d in comparison.differences.items()}, index=classes) if n else None
+    return pd.DataFrame(rows), pd.DataFrame(bold), per_class
+
+
+def statistics_csv(comparison) -> pd.DataFrame:
+    """One row per variant, plain numbers (the tracker export of docs/statistics.md)."""
+    rows = []
+    for name, s in comparison.summaries.items():
+        d = comparison.differences.get(name)
+        rows.append({"variant": name, "miou_mean": s.mean, "miou_std": s.std, "miou_ci_low": s.low,
+                     "miou_ci_high": s.high, "seeds": len(s.per_seed), "images": s.n_images,
+                     "baseline": comparison.baseline, "diff": d.diff if d else 0.0,
+                     "diff_ci_low": d.low if d else math.nan, "diff_ci_high": d.high if d else math.nan,
+                     "p": d.p if d else math.nan, "significant": bool(d and d.significant),
+                     "leader": name in comparison.leaders, "tied": len(comparison.leaders) > 1})
+    return pd.DataFrame(rows)
+
+
+def leader_line(comparison) -> str:
+    if len(comparison.leaders) == 1:
+        return f"Best: {comparison.leaders[0]} (significantly ahead of every other variant; shown in bold)."
+    return (f"Tied for best: {', '.join(comparison.leaders)} — their differences are not significant, "
+            "so nothing is bold.")
+
+
+def statistics_method(comparison) -> str:
+    return (f"95 % intervals: percentile bootstrap, B = {comparison.resamples}, seed {comparison.seed}, resampling "
+            "seeds then validation images (the same resamples for every variant, so differences stay paired); "
+            "p: paired permutation test swapping whole images between the two variants. A difference is "
+            "significant when p < 0.05 and its interval excludes 0.")
+
+
+def _statistics_markdown(comparison) -> list[str]:
+    table, bold, per_class = statistics_tables(comparison)
+    table = table.astype(str).mask(bold, "**" + table.astype(str) + "**")
+    parts = ["## Statistics over seeds", "", statistics_method(comparison), "", table.to_markdown(index=False), "",
+             leader_line(comparison), ""]
+    parts += [f"- {d.sentence()}" for d in comparison.differences.values()] + [""]
+    if per_class is not None and not per_class.empty:
+        parts += [f"### Per-class IoU difference vs {comparison.baseline} (95 % CI)", "", per_class.to_markdown(), ""]
+    return parts
+
+
+def _statistics_html(comparison) -> list[str]:
+    esc = html.escape
+    table, bold, per_class = statistics_tables(comparison)
+    body = ["<h2>Statistics over seeds</h2>", f"<p>{esc(statistics_method(comparison))}</p>",
+            _html_table(table.astype(str), bold), f"<p>{esc(leader_line(comparison))}</p>",
+            "<ul>" + "".join(f"<li>{esc(d.sentence())}</li>" for d in comparison.differences.values()) + "</ul>"]
+    if per_class is not None and not per_class.empty:
+        body += [f"<h3>Per-class IoU difference vs {esc(comparison.baseline)} (95 % CI)</h3>",
+                 _html_table(per_class, index=True)]
+    return body
+
+
+def write_report(records: list[RunRecord], out_dir: Path, title: str = "fcngraph comparison",
+                 comparison=None, seeds: dict[str, list[RunRecord]] | None = None) -> Report:
+    """Write every table and figure of the comparison into `out_dir`; return the tables. `comparison`
+    (a `stats.Comparison`, from runs over seeds) adds stats.json and the statistics section."""
     import matplotlib.pyplot as plt
 
     out_dir = Path(out_dir)
@@ -235,11 +432,16 @@ def write_report(records: list[RunRecord], out_dir: Path, title: str = "fcngraph
     atomic_write_text(out_dir / "per_class.csv", report.per_class.to_csv(float_format="%.6g"))
 
     figures: dict[str, bytes] = {}
-    curves = curves_figure(records)
+    curves = curves_figure(records, seeds)
     for fmt in ("png", "svg"):
         figures[f"curves.{fmt}"] = _figure_bytes(curves, fmt)
     plt.close(curves)
-    grid, left_out = qualitative_figure(records, splits)
+    baseline = comparison.baseline if comparison is not None else (records[0].name if records else "")
+    confusion = confusion_figure(records, baseline, seeds) if records else None
+    if confusion is not None:
+        figures["confusion.png"] = _figure_bytes(confusion, "png")
+        plt.close(confusion)
+    grid, left_out = qualitative_figure(records, splits, _picks(records, comparison))
     if grid is not None:
         figures["qualitative.png"] = _figure_bytes(grid, "png")
         plt.close(grid)
@@ -257,17 +459,25 @@ def write_report(records: list[RunRecord], out_dir: Path, title: str = "fcngraph
             diagrams[record.name] = svg_text(dot)
             if diagrams[record.name] is not None:
                 atomic_write_text(out_dir / f"diagram-{safe_stem(record.name)}.svg", diagrams[record.name])
-    atomic_write_text(out_dir / "report.md", _markdown(report, title, figures, diagrams))
-    atomic_write_text(out_dir / "report.html", _html(report, title, figures, diagrams))
+    if comparison is not None:
+        atomic_write_text(out_dir / "stats.csv", statistics_csv(comparison).to_csv(index=False, float_format="%.6g"))
+        atomic_write_text(out_dir / "stats.json", json.dumps(comparison.to_json(), indent=2, allow_nan=False) + "\n")
+    atomic_write_text(out_dir / "report.md", _markdown(report, title, figures, diagrams, comparison))
+    atomic_write_text(out_dir / "report.html", _html(report, title, figures, diagrams, comparison))
     return report
 
 
-def _markdown(report: Report, title: str, figures: dict[str, bytes], diagrams: dict[str, str | None]) -> str:
+def _markdown(report: Report, title: str, figures: dict[str, bytes], diagrams: dict[str, str | None],
+              comparison=None) -> str:
     results, per_class = markdown_tables(report)
     parts = [f"# {title}", "", "Sorted by validation mIoU; the best value of each column (complete runs) in bold. "
              "Latency: batch 1 forward at the eval size on the machine that wrote the report.", "", results, ""]
     parts += [f"- {note}" for note in report.notes] + ([""] if report.notes else [])
+    parts += _statistics_markdown(comparison) if comparison is not None else []
     parts += ["## Per-class IoU", "", per_class, "", "## Training curves", "", "![curves](curves.png)", ""]
+    if "confusion.png" in figures:
+        parts += ["## Confusion matrices", "", "Rows: ground truth, normalised; second row: difference from the "
+                  "baseline.", "", "![confusion](confusion.png)", ""]
     if "qualitative.png" in figures:
         parts += ["## Predictions on validation images", "", "![qualitative](qualitative.png)", ""]
     parts += ["## Architectures", ""]
@@ -286,15 +496,21 @@ table.table td:first-child,table.table th:first-child{text-align:left}
 img{max-width:100%}"""
 
 
-def _html(report: Report, title: str, figures: dict[str, bytes], diagrams: dict[str, str | None]) -> str:
+def _html(report: Report, title: str, figures: dict[str, bytes], diagrams: dict[str, str | None],
+          comparison=None) -> str:
     results = _html_table(*_display(report.results))
     per_class = _html_table(report.per_class.map(lambda v: "—" if pd.isna(v) else f"{v:.4f}"), index=True)
     esc = html.escape
     body = [f"<h1>{esc(title)}</h1>", "<p>Sorted by validation mIoU; the best value of each column "
             "(complete runs) in bold.</p>", results]
     body += ["<ul>" + "".join(f"<li>{esc(n)}</li>" for n in report.notes) + "</ul>"] if report.notes else []
+    body += _statistics_html(comparison) if comparison is not None else []
     body += ["<h2>Per-class IoU</h2>", per_class, "<h2>Training curves</h2>",
              f'<div class="figure">{_inline_svg(figures["curves.svg"])}</div>']
+    if "confusion.png" in figures:
+        encoded = base64.b64encode(figures["confusion.png"]).decode()
+        body += ["<h2>Confusion matrices</h2>", "<p>Rows: ground truth, normalised; second row: difference "
+                 "from the baseline.</p>", f'<img alt="confusion matrices" src="data:image/png;base64,{encoded}">']
     if "qualitative.png" in figures:
         encoded = base64.b64encode(figures["qualitative.png"]).decode()
         body += ["<h2>Predictions on validation images</h2>",

@@ -1,0 +1,81 @@
+"""Experiment files: loading, expansion into runs, one-line errors naming the JSON path, the shipped schema."""
+
+import json
+
+import pytest
+
+from fcngraph.errors import SpecError
+from fcngraph.experiment import expand, experiment_schema, from_specs, load_experiment
+from fcngraph.spec import load_spec
+
+from .conftest import ROOT, SPECS
+
+
+def write(tmp_path, data):
+    path = tmp_path / "exp.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_shipped_example_expands_to_variants_times_seeds():
+    experiment = load_experiment(ROOT / "experiments" / "fcn-variants.json")
+    runs = expand(experiment)
+    assert list(runs) == ["fcn32s-mini", "fcn16s-mini", "fcn8s-mini", "unet-mini"]
+    assert all(sorted(seeds) == [0, 1, 2] for seeds in runs.values())
+    assert runs["fcn8s-mini"][2].train.seed == 2 and experiment.baseline_name == "fcn32s-mini"
+
+
+def test_overrides_apply_in_order_and_names_split_run_directories(tmp_path):
+    (tmp_path / "data").mkdir()
+    path = write(tmp_path, {
+        "variants": [{"spec": "fcn8s-mini", "name": "a", "set": ["train.lr=0.01"]},
+                     {"spec": str(SPECS / "fcn8s-mini.json"), "name": "b"}],
+        "seeds": [3], "data": "data", "budget": {"iterations": 4}, "set": ["train.lr=0.5", "train.batch_size=2"]})
+    runs = expand(load_experiment(path))
+    a, b = runs["a"][3], runs["b"][3]
+    assert (a.train.lr, b.train.lr) == (0.01, 0.5)
+    assert a.train.iterations == 4 and a.train.batch_size == 2 and a.train.seed == 3
+    assert a.data.path == str((tmp_path / "data").resolve())
+    assert (a.name, b.name) == ("a", "b") and a.digest() != b.digest()
+
+
+@pytest.mark.parametrize("data, path, message", [
+    ({"variants": []}, "$.variants", "at least 1"),
+    ({"variants": [{"spec": "fcn8s-mini", "lr": 1}]}, "$.variants[0].lr", "unknown field 'lr'"),
+    ({"variants": [{"spec": "fcn8s-mini"}], "seeds": ["0"]}, "$.seeds[0]", "integer"),
+    ({"variants": [{"spec": "fcn8s-mini"}], "budget": {"epochs": 0}}, "$.budget.epochs", "greater than"),
+    ({"variants": [{"spec": "fcn8s-mini"}], "baseline": "x"}, "$", "baseline 'x' is not a variant"),
+    ({"variants": [{"spec": "fcn8s-mini"}, {"spec": "fcn8s-mini"}]}, "$", "used twice"),
+])
+def test_bad_experiments_name_the_json_path(tmp_path, data, path, message):
+    with pytest.raises(SpecError) as info:
+        load_experiment(write(tmp_path, data))
+    text = str(info.value)
+    assert f"exp.json: {path}:" in text and message in text and "\n" not in text
+
+
+@pytest.mark.parametrize("variant, path, message", [
+    ({"spec": "no-such-spec"}, "$.variants[0].spec", "no-such-spec"),
+    ({"spec": "fcn8s-mini", "set": ["train.lr=-1"]}, "$.variants[0].set", "train.lr"),
+])
+def test_bad_variants_name_the_json_path(tmp_path, variant, path, message):
+    with pytest.raises(SpecError) as info:
+        expand(load_experiment(write(tmp_path, {"variants": [variant]})))
+    assert f"exp.json: {path}:" in str(info.value) and message in str(info.value)
+
+
+def test_cli_error_is_one_line(tmp_path, capsys):
+    from fcngraph.cli import main
+    assert main(["compare", str(write(tmp_path, {"variants": [{"spek": "x"}]})), "-o", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "$.variants[0]" in err
+
+
+def test_plain_form_and_shipped_schema():
+    specs = [load_spec(SPECS / "fcn32s-mini.json"), load_spec(SPECS / "fcn8s-mini.json")]
+    experiment, runs = from_specs(specs, 2, "fcn8s-mini")
+    assert experiment.baseline_name == "fcn8s-mini" and sorted(runs["fcn32s-mini"]) == [0, 1]
+    with pytest.raises(SpecError, match="--baseline 'x'"):
+        from_specs(specs, 1, "x")
+    shipped = json.loads((SPECS / "experiment.schema.json").read_text())
+    assert shipped == experiment_schema(), "regenerate specs/experiment.schema.json"
