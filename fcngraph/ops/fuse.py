@@ -82,12 +82,12 @@ class Fuse(Op):
             if name == ref or self._broadcast(c):
                 offsets.append(0 if name == ref else BROADCAST)
                 continue
-            what = f"input '{name}' to '{ref}'"
-            if self.align_by == "size":
-                if not (c.gridless or target.gridless) and c.scale == target.scale:
-                    offsets.append(0)
-                    continue
-            offsets.append(crop_offset(c, target, what, fix=fix, names=(name, ref)))
+            by_size = not (c.gridless or target.gridless) and c.scale == target.scale
+            if self.align_by == "size" and by_size:  # top-left crop, as x[..., :H, :W] does
+                offsets.append(0)
+                continue
+            offsets.append(crop_offset(c, target, f"input '{name}' to '{ref}'", fix=fix,
+                                       names=(name, ref)))
         return offsets
 
     def residual(self, ins, refs):
