@@ -45,7 +45,7 @@ EXPECTED = {
     "extends_missing": (None, "$.extends", "no such file"),
     "removes_unknown": ("upscore4", "$.nodes.upscore4", "base does not have"),
     "not_an_object": (None, "$", "must be a JSON object"),
-    "gridless_fuse": ("fuse", "$.nodes.fuse.in", "'ppm_conv' it follows an adaptive pool"),
+    "gridless_fuse": ("fuse", "$.nodes.fuse.in", "'ppm_conv' comes after an adaptive pool"),
     "half_pixel": ("cat", "$.nodes.cat.in", "half a pixel apart"),
     "unpool_not_pool": ("up", "$.nodes.up.indices_of", "not a max `pool` with `indices: true`"),
     "mul_channels": ("gate", "$.nodes.gate.in", "each must be 1 or 4"),

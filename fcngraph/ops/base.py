@@ -60,8 +60,8 @@ def window_length(n: int, kernel: int, stride: int, pad: int, dilation: int = 1,
     return out
 
 
-GRIDLESS_FIX = "it follows an adaptive pool, so it has no per-pixel alignment; resize it with " \
-    "`upsample` with `to: <node>` first"
+GRIDLESS_FIX = ("comes after an adaptive pool, so it has no per-pixel alignment; resize it with "
+                "an `upsample` with `to: {target}` first")
 
 
 def crop_offset(source: Coord, target: Coord, what: str, field: str = "in", fix: str = "",
@@ -71,7 +71,7 @@ def crop_offset(source: Coord, target: Coord, what: str, field: str = "in", fix:
     `names` are the two nodes' ids and `fix` the options the caller offers, for the message."""
     for name, c in zip(names, (source, target)):
         if c.gridless:
-            raise OpError(f"cannot align {what}: '{name}' {GRIDLESS_FIX}", field)
+            raise OpError(f"cannot align {what}: '{name}' " + GRIDLESS_FIX.format(target=names[1]), field)
     if source.scale != target.scale:
         raise OpError(f"cannot align {what}: stride {source.scale} vs {target.scale}", field)
     offset = (target.shift - source.shift) / source.scale

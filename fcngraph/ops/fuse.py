@@ -76,7 +76,8 @@ class Fuse(Op):
     def offsets(self, ins, refs):
         index, target = self._target(ins)
         ref = self.inputs[index]
-        fix = f"`upsample` with `to: {ref}` on the other input, or `align_by: \"size\"` on this node"
+        fix = (f"resize with an `upsample` with `to: {ref}`, or set `align_by: \"size\"` on this node "
+               "to align by size (top-left) as hand-written code does")
         offsets = []
         for name, c in zip(self.inputs, ins):
             if name == ref or self._broadcast(c):
