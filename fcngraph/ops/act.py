@@ -71,7 +71,7 @@ class Act(Op):
     fn: ActName = Field(description="Activation function; softmax is over channels.")
     slope: float = Field(LEAKY_SLOPE, description="Negative slope of leaky_relu.")
 
-    kind = "act"
+    kind = "other"  # folded into its stage in compact diagrams, like dropout
     fill = "#e5f5e0"
 
     def flops(self, ins, out, in_hw, out_hw):
