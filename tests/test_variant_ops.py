@@ -2,6 +2,7 @@
 (tests/handwritten_variants.py) with equal weights; plus half-pixel alignment by size,
 auxiliary outputs and the training loss they feed, and ONNX export of index unpooling."""
 
+import json
 from fractions import Fraction
 
 import pytest
@@ -141,3 +142,19 @@ def test_aux_output_at_another_stride_is_an_error():
     with pytest.raises(SpecError, match="stride 2, the output 'up' at 1") as info:
         analyze(load_spec(data))
     assert info.value.path == "$.aux_outputs.aux_score"
+
+
+def test_dotted_ids_become_nested_modules():
+    """Block instances get ids like `layer1.0.conv1`; weights then read as torchvision's do."""
+    torch.manual_seed(0)
+    hand, data = residual_stack(4, 1)
+    rename = {"b0_body": "layer1.0.body", "b0": "layer1.0", "d_body": "layer2.0.body",
+              "d_down": "layer2.0.downsample", "d": "layer2.0"}
+    text = json.dumps(data)
+    for old, new in sorted(rename.items(), key=lambda kv: -len(kv[0])):
+        text = text.replace(f'"{old}"', f'"{new}"')
+    compiled = compile_spec(load_spec(json.loads(text)))
+    assert "layer2.0.downsample.0.weight" in compiled.state_dict()
+    copy_in_order(compiled, hand)
+    x = torch.randn(1, 4, 12, 12)
+    torch.testing.assert_close(compiled.eval()(x), hand.eval()(x))
