@@ -153,6 +153,10 @@ def _progression(sizes: list[int]) -> str:
     return "sizes " + ", ".join(map(str, sizes[:8])) + ", …"
 
 
+def _relation(delta: int) -> str:
+    return "output = input" if delta == 0 else f"output = input {'+' if delta > 0 else '−'} {abs(delta)}"
+
+
 @dataclass(frozen=True)
 class SizeRule:
     outputs: dict[int, int]  # input side → output side, for every side the model runs on
@@ -160,11 +164,8 @@ class SizeRule:
 
     def relation(self) -> str:
         deltas = {self.outputs[n] - n for n in self.exact or self.outputs}
-        if deltas == {0}:
-            return "output = input"
         if len(deltas) == 1:
-            delta = deltas.pop()
-            return f"output = input {'+' if delta > 0 else '−'} {abs(delta)}"
+            return _relation(deltas.pop())
         return "output varies: " + ", ".join(f"{n}→{self.outputs[n]}" for n in self.exact[:4])
 
     def at_multiples(self) -> str:
@@ -177,8 +178,8 @@ class SizeRule:
         if sample is None:
             return f"; at multiples of {step} the model does not run"
         deltas = {self.outputs[n] - n for n in self.outputs if n % step == 0}
-        relation = (f"output = input {'+' if (d := deltas.pop()) >= 0 else '−'} {abs(d)}"
-                    if len(deltas) == 1 else f"e.g. {sample}→{self.outputs[sample]}")
+        relation = (_relation(deltas.pop()) if len(deltas) == 1
+                    else f"e.g. {sample}→{self.outputs[sample]}")
         return (f"; at multiples of {step} (e.g. {sample}) it runs too, {relation}, but a "
                 "floor-rounded stride skips the last (partly padded) row and column")
 
