@@ -158,3 +158,9 @@ def test_dotted_ids_become_nested_modules():
     copy_in_order(compiled, hand)
     x = torch.randn(1, 4, 12, 12)
     torch.testing.assert_close(compiled.eval()(x), hand.eval()(x))
+
+
+def test_export_keeps_the_main_output_only(tmp_path):
+    path = export_onnx(load_spec(aux_spec()), tmp_path / "aux.onnx", size=(16, 16))
+    data = path.read_bytes()
+    assert b"score.weight" in data and b"aux_score" not in data
