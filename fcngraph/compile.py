@@ -70,7 +70,7 @@ def compile_spec(spec: Spec | Analysis, device: str | torch.device | None = None
         in_ch = [analysis.nodes[i].channels for i in op.inputs]
         module = op.build(in_ch, info.channels)
         if module is not None:
-            attach(spec, root, node, module)
+            _attach(root, node, module)
         before = set(graph.nodes)
         env[node] = op.emit(graph, node, [env[i] for i in op.inputs],
                             {field: env[ref] for field, ref in op.resolve_refs(spec.nodes).items()},
@@ -88,25 +88,13 @@ def compile_spec(spec: Spec | Analysis, device: str | torch.device | None = None
     return module.to(device) if device is not None else module
 
 
-def attach(spec: Spec, root: nn.Module, node: str, module: nn.Module) -> None:
-    """Add `module` at dotted path `node`, creating plain parent modules (`layer1`) on the way.
-
-    A node whose id is also a parent (`layer1.0` beside `layer1.0.conv1`) hosts its children
-    in its own module, unless that module is a Sequential, which would run them."""
+def _attach(root: nn.Module, node: str, module: nn.Module) -> None:
+    """Add a module under its node id; dotted ids (`layer2.0.conv1`) nest, as torchvision's do."""
     *parents, leaf = node.split(".")
-    for name in parents:
-        if name not in root._modules:
-            root.add_module(name, nn.Module())
-        root = root._modules[name]
-        if isinstance(root, nn.Sequential):
-            raise spec.error(node, "its id extends that of a node built as a layer stack; rename one")
-    placeholder = root._modules.get(leaf)
-    if placeholder is not None:  # children attached before this node: move them in
-        if isinstance(module, nn.Sequential):
-            raise spec.error(node, "is a layer stack whose id is also the prefix of other node ids; "
-                             "rename one")
-        for name, child in placeholder.named_children():
-            module.add_module(name, child)
+    for part in parents:
+        if not hasattr(root, part):
+            root.add_module(part, nn.Module())
+        root = getattr(root, part)
     root.add_module(leaf, module)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
 from .errors import OpError, SpecError
@@ -89,15 +89,14 @@ def analyze(spec: Spec, size: tuple[int, int] | None = None,
             ref_coords = {f: r.coord for f, r in refs.items()}
             offsets = op.offsets(coords, ref_coords)
             info = NodeInfo(node, op, out_ch, op.coord(coords, ref_coords), tuple(offsets),
-                            op.params(in_ch, out_ch),
-                            residual=tuple(op.residual(coords, ref_coords)))
+                            op.params(in_ch, out_ch))
             if size is not None:
                 hw = (_sizes(op, ins, refs, offsets, 0), _sizes(op, ins, refs, offsets, 1))
                 if min(hw) < 1:
                     raise OpError(f"output would be {hw[0]}x{hw[1]} for a {size[0]}x{size[1]} input")
                 flops = op.flops(in_ch, out_ch, [i.size for i in ins], hw)
                 info = NodeInfo(**{**info.__dict__, "size": hw, "flops": flops})
-        nodes[node] = info
+        nodes[node] = replace(info, residual=tuple(op.residual(coords, ref_coords)))
     _check_aux(spec, nodes)
     return Analysis(spec, graph, nodes, size)
 

@@ -30,6 +30,13 @@ EXPECTED = {
     "groups": ("conv2", "$.nodes.conv2.groups", "do not divide into 3 groups"),
     "list_length": ("conv1", "$.nodes.conv1.kernel", "3 entries for 2 layers"),
     "negative_crop": ("score", "$.nodes.score.to", "crop offset -1 is negative"),
+    "gridless_fuse": ("fuse", "$.nodes.fuse.in", "'ppm_conv' comes after an adaptive pool"),
+    "half_pixel": ("cat", "$.nodes.cat.in", "half a pixel apart"),
+    "unpool_not_pool": ("up", "$.nodes.up.indices_of", "not a max `pool` with `indices: true`"),
+    "mul_channels": ("gate", "$.nodes.gate.in", "each must be 1 or 4"),
+    "aux_channels": ("aux", "$.aux_outputs.aux", "5 channels, not num_classes = 3"),
+    "aux_unknown": ("nope", "$.aux_outputs.nope", "unknown node 'nope'"),
+    "pool_indices_avg": ("pool1", "$.nodes.pool1", "'indices' needs mode 'max'"),
     "reserved_id": ("input", "$.nodes.input", "implicit input node"),
     "bad_id": ("conv-2", "$.nodes.conv-2", "not an identifier"),
     "pool_pad": ("pool1", "$.nodes.pool1", "more than half of kernel"),
@@ -45,13 +52,6 @@ EXPECTED = {
     "extends_missing": (None, "$.extends", "no such file"),
     "removes_unknown": ("upscore4", "$.nodes.upscore4", "base does not have"),
     "not_an_object": (None, "$", "must be a JSON object"),
-    "gridless_fuse": ("fuse", "$.nodes.fuse.in", "'ppm_conv' comes after an adaptive pool"),
-    "half_pixel": ("cat", "$.nodes.cat.in", "half a pixel apart"),
-    "unpool_not_pool": ("up", "$.nodes.up.indices_of", "not a max `pool` with `indices: true`"),
-    "mul_channels": ("gate", "$.nodes.gate.in", "each must be 1 or 4"),
-    "aux_channels": ("aux", "$.aux_outputs.aux", "5 channels, not num_classes = 3"),
-    "aux_unknown": ("nope", "$.aux_outputs.nope", "unknown node 'nope'"),
-    "pool_indices_avg": ("pool1", "$.nodes.pool1", "'indices' needs mode 'max'"),
 }
 
 

@@ -148,8 +148,8 @@ def test_dotted_ids_become_nested_modules():
     """Block instances get ids like `layer1.0.conv1`; weights then read as torchvision's do."""
     torch.manual_seed(0)
     hand, data = residual_stack(4, 1)
-    rename = {"b0_body": "layer1.0.body", "b0": "layer1.0", "d_body": "layer2.0.body",
-              "d_down": "layer2.0.downsample", "d": "layer2.0"}
+    rename = {"b0_body": "layer1.0.body", "b0": "layer1.0.add", "d_body": "layer2.0.body",
+              "d_down": "layer2.0.downsample", "d": "layer2.0.add"}
     text = json.dumps(data)
     for old, new in sorted(rename.items(), key=lambda kv: -len(kv[0])):
         text = text.replace(f'"{old}"', f'"{new}"')

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from ..errors import OpError
 
-# dotted ids (`layer1.0.conv1`, from block instances) become nested submodules
+# An identifier, or dotted parts for expanded block nodes (`layer2.0.conv1`, as torchvision names modules).
 NodeId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")]
 PosInt = Annotated[int, Field(ge=1)]
 NonNegInt = Annotated[int, Field(ge=0)]
