@@ -30,7 +30,9 @@ def train_step(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor) ->
     """Forward + summed cross-entropy + backward, as the FCN reference trains."""
     def step() -> None:
         model.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(x), target, ignore_index=255, reduction="sum")
+        out = model(x)
+        outputs = out if isinstance(out, tuple) else (out,)  # auxiliary outputs train too
+        loss = sum(F.cross_entropy(o, target, ignore_index=255, reduction="sum") for o in outputs)
         loss.backward()
     return step
 

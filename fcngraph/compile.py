@@ -22,13 +22,18 @@ from .spec import INPUT, Spec
 
 class SpecModule(fx.GraphModule):
     """A compiled spec. `spec_node_of` maps every fx node name to the spec node that owns it;
-    `fx_name_of` maps each spec node to the fx node holding its output."""
+    `fx_name_of` maps each spec node to the fx node holding its output. With `aux_outputs`
+    the forward returns (main, *aux) in train mode (`aux_weights` in the same order) and only
+    main in eval mode."""
 
-    __jit_ignored_attributes__ = ["spec_node_of", "fx_name_of"]  # plain dicts, not for TorchScript
+    __jit_ignored_attributes__ = ["spec_node_of", "fx_name_of", "aux_weights"]  # not for TorchScript
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
-            return super().__call__(*args, **kwargs)
+            out = super().__call__(*args, **kwargs)
+            if isinstance(out, tuple) and not self.training:
+                return out[0]  # auxiliary outputs serve training only
+            return out
         except NodeRuntimeError:
             raise
         except Exception as exc:
@@ -50,8 +55,10 @@ class SpecModule(fx.GraphModule):
         return self.spec_node_of.get(line.split("=", 1)[0].strip())
 
 
-def compile_spec(spec: Spec | Analysis, device: str | torch.device | None = None) -> SpecModule:
-    """Build the module for a spec (or an existing analysis of one)."""
+def compile_spec(spec: Spec | Analysis, device: str | torch.device | None = None,
+                 aux: bool = True) -> SpecModule:
+    """Build the module for a spec (or an existing analysis of one); `aux=False` leaves out
+    the auxiliary outputs altogether (a smaller graph for export)."""
     analysis = spec if isinstance(spec, Analysis) else analyze(spec)
     spec = analysis.spec
     root = nn.Module()
@@ -66,10 +73,16 @@ def compile_spec(spec: Spec | Analysis, device: str | torch.device | None = None
             _attach(root, node, module)
         before = set(graph.nodes)
         env[node] = op.emit(graph, node, [env[i] for i in op.inputs],
-                            {field: env[ref] for field, ref in op.refs().items()}, list(info.offsets))
+                            {field: env[ref] for field, ref in op.resolve_refs(spec.nodes).items()},
+                            list(info.offsets))
         owners.update({fx_node.name: node for fx_node in graph.nodes if fx_node not in before})
-    graph.output(env[spec.output])
+    aux_nodes = list(spec.aux_outputs) if aux else []
+    if aux_nodes:
+        graph.output((env[spec.output], *(env[node] for node in aux_nodes)))
+    else:
+        graph.output(env[spec.output])
     module = SpecModule(root, graph, class_name=_class_name(spec.name))
+    module.aux_weights = [spec.aux_outputs[node] for node in aux_nodes]
     module.spec_node_of = owners
     module.fx_name_of = {node: fx_node.name for node, fx_node in env.items()}
     return module.to(device) if device is not None else module

@@ -105,6 +105,11 @@ def build_graph(spec: Spec) -> SpecGraph:
         first = min(names[:-1], key=list(spec.nodes).index)
         raise spec.error(first, f"cycle: {' -> '.join(names)}", "in")
     used = nx.ancestors(graph, spec.output) | {spec.output}
+    for aux in spec.aux_outputs:
+        if aux not in spec.nodes:
+            raise SpecError(f"aux_outputs refers to unknown node '{aux}'", file=spec.file,
+                            path=f"$.aux_outputs.{aux}", node=aux)
+        used |= nx.ancestors(graph, aux) | {aux}
     for node in spec.nodes:
         if node not in used:
             raise spec.error(node, f"is never used: output '{spec.output}' does not depend on it")

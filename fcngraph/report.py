@@ -52,10 +52,11 @@ def node_table(analysis: Analysis) -> pd.DataFrame:
             "op": op.label() if op else "input",
             "inputs": ", ".join(op.inputs) if op else "",
             "out (CxHxW)": shape,
-            "stride": _fraction(info.stride),
-            "offset": _fraction(info.coord.shift),
-            "rf": _fraction(info.coord.rf),
-            "crop": ",".join(map(str, info.offsets)),
+            # after an adaptive pool a node has no pixel grid: no stride, offset or bounded RF
+            "stride": "—" if info.coord.gridless else _fraction(info.stride),
+            "offset": "—" if info.coord.gridless else _fraction(info.coord.shift),
+            "rf": "image" if info.coord.gridless else _fraction(info.coord.rf),
+            "crop": ",".join("bcast" if off < 0 else str(off) for off in info.offsets),
             "params": f"{info.params:,}",
             "MFLOPs": f"{info.flops / 1e6:,.1f}",
         })

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
-from .errors import OpError
+from .errors import OpError, SpecError
 from .graph import SpecGraph, build_graph
 from .ops import Coord, Op
 from .spec import INPUT, Spec
@@ -30,6 +30,7 @@ class NodeInfo:
     params: int
     size: tuple[int, int] | None = None  # (H, W) for the analysed input size
     flops: int = 0
+    residual: tuple[Fraction, ...] = ()  # sub-pixel shift per input left by `align_by: size`
 
     @property
     def stride(self) -> Fraction:
@@ -90,8 +91,8 @@ def analyze(spec: Spec, size: tuple[int, int] | None = None,
     for node in graph.order:
         op = spec.nodes[node]
         ins = [nodes[i] for i in op.inputs]
-        refs = {field: nodes[ref] for field, ref in op.refs().items()}
         with node_errors(spec, node):
+            refs = {field: nodes[ref] for field, ref in op.resolve_refs(spec.nodes).items()}
             in_ch = [i.channels for i in ins]
             out_ch = op.channels(in_ch, spec.num_classes)
             coords = [i.coord for i in ins]
@@ -106,8 +107,28 @@ def analyze(spec: Spec, size: tuple[int, int] | None = None,
                     raise OpError(f"output would be {hw[0]}x{hw[1]} for a {size[0]}x{size[1]} input")
                 flops = op.flops(in_ch, out_ch, [i.size for i in ins], hw)
                 info = NodeInfo(**{**info.__dict__, "size": hw, "flops": flops})
-        nodes[node] = info
+        nodes[node] = replace(info, residual=tuple(op.residual(coords, ref_coords)))
+    _check_aux(spec, nodes)
     return Analysis(spec, graph, nodes, size)
+
+
+def _check_aux(spec: Spec, nodes: dict[str, NodeInfo]) -> None:
+    """Auxiliary outputs must score the classes on the main output's grid and size."""
+    main = nodes[spec.output]
+    for node in spec.aux_outputs:
+        info, path = nodes[node], f"$.aux_outputs.{node}"
+        problem = None
+        if info.channels != spec.num_classes:
+            problem = f"has {info.channels} channels, not num_classes = {spec.num_classes}"
+        elif info.coord.gridless or info.stride != main.stride:
+            problem = (f"is at stride {info.stride}, the output '{spec.output}' at {main.stride}; "
+                       f"add an `upsample` with `to: {spec.output}`")
+        elif info.size is not None and info.size != main.size:
+            problem = (f"is {info.size[0]}x{info.size[1]}, the output {main.size[0]}x{main.size[1]}; "
+                       f"add an `upsample` with `to: {spec.output}`")
+        if problem:
+            raise SpecError(f"auxiliary output '{node}' {problem}", file=spec.origin(node),
+                            path=path, node=node)
 
 
 # -- valid input sizes --------------------------------------------------------------------------
@@ -119,7 +140,8 @@ def output_length(analysis: Analysis, n: int) -> tuple[int, bool] | None:
         op, info = analysis.spec.nodes[node], analysis.nodes[node]
         ins = [lengths[i] for i in op.inputs]
         try:
-            out = op.length(ins, {f: lengths[r] for f, r in op.refs().items()}, list(info.offsets))
+            refs = op.resolve_refs(analysis.spec.nodes)
+            out = op.length(ins, {f: lengths[r] for f, r in refs.items()}, list(info.offsets))
         except OpError:
             return None
         if out < 1:
@@ -141,6 +163,10 @@ def _progression(sizes: list[int]) -> str:
     return "sizes " + ", ".join(map(str, sizes[:8])) + ", …"
 
 
+def _relation(delta: int) -> str:
+    return "output = input" if delta == 0 else f"output = input {'+' if delta > 0 else '−'} {abs(delta)}"
+
+
 @dataclass(frozen=True)
 class SizeRule:
     outputs: dict[int, int]  # input side → output side, for every side the model runs on
@@ -148,16 +174,28 @@ class SizeRule:
 
     def relation(self) -> str:
         deltas = {self.outputs[n] - n for n in self.exact or self.outputs}
-        if deltas == {0}:
-            return "output = input"
         if len(deltas) == 1:
-            delta = deltas.pop()
-            return f"output = input {'+' if delta > 0 else '−'} {abs(delta)}"
+            return _relation(deltas.pop())
         return "output varies: " + ", ".join(f"{n}→{self.outputs[n]}" for n in self.exact[:4])
 
+    def at_multiples(self) -> str:
+        """What happens at multiples of the size step, when the valid sizes are not those
+        (a ResNet encoder's are 32k + 1), since multiples are what people use."""
+        gaps = {b - a for a, b in zip(self.exact, self.exact[1:])}
+        if len(gaps) != 1 or not self.exact or self.exact[0] % (step := gaps.pop()) == 0 or step == 1:
+            return ""
+        sample = next((n for n in sorted(self.outputs) if n % step == 0 and n >= self.exact[0]), None)
+        if sample is None:
+            return f"; at multiples of {step} the model does not run"
+        deltas = {self.outputs[n] - n for n in self.outputs if n % step == 0}
+        relation = (_relation(deltas.pop()) if len(deltas) == 1
+                    else f"e.g. {sample}→{self.outputs[sample]}")
+        return (f"; at multiples of {step} (e.g. {sample}) it runs too, {relation}, but a "
+                "floor-rounded stride skips the last (partly padded) row and column")
+
     def describe(self) -> str:
-        return (f"valid input sizes: {_progression(self.exact)}; {self.relation()}; "
-                f"runs on {_progression(sorted(self.outputs))}")
+        return (f"valid input sizes: {_progression(self.exact)}; {self.relation()}"
+                f"{self.at_multiples()}; runs on {_progression(sorted(self.outputs))}")
 
 
 def valid_sizes(analysis: Analysis, limit: int = 1024) -> SizeRule:

@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, create_model
 
@@ -42,6 +42,9 @@ class Spec(BaseModel):
     input: InputSpec = Field(default_factory=InputSpec, description="The input image.")
     nodes: dict[NodeId, AnyOp] = Field(description="Nodes keyed by id; 'input' is implicit.")
     output: NodeId = Field(description="Id of the node whose tensor the model returns.")
+    aux_outputs: dict[NodeId, Annotated[float, Field(gt=0)]] = Field(
+        default_factory=dict, description="Auxiliary outputs (deep supervision, aux heads) and "
+        "their loss weights; returned after the main output in train mode only.")
     train: TrainSettings = Field(default_factory=TrainSettings, description="Training settings.")
     data: DataSettings = Field(default_factory=DataSettings, description="Dataset settings.")
 

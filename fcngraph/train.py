@@ -121,6 +121,19 @@ def segmentation_loss(scores: torch.Tensor, target: torch.Tensor, t: TrainSettin
     return loss
 
 
+def training_loss(outputs: torch.Tensor | tuple[torch.Tensor, ...], target: torch.Tensor,
+                  t: TrainSettings, ignore: int, aux_weights: list[float]) -> torch.Tensor:
+    """The main output's loss plus each auxiliary output's (deep supervision, aux heads),
+    weighted by its `aux_outputs` weight; a model without aux outputs returns one tensor."""
+    if not isinstance(outputs, tuple):
+        return segmentation_loss(outputs, target, t, ignore)
+    main, *aux = outputs
+    loss = segmentation_loss(main, target, t, ignore)
+    for weight, scores in zip(aux_weights, aux, strict=True):
+        loss = loss + weight * segmentation_loss(scores, target, t, ignore)
+    return loss
+
+
 def autocast(device: torch.device, amp: str):
     enabled = amp != "none" and device.type == "cuda"
     dtype = torch.bfloat16 if amp == "bf16" else torch.float16
@@ -309,7 +322,7 @@ def train_spec(spec: Spec, runs_root: Path = Path("runs"), *, resume: bool = Fal
             images = images.to(device, non_blocking=True)  # [B, 3, H, W]
             masks = masks.to(device, non_blocking=True)  # [B, H, W]
             with autocast(device, t.amp):
-                loss = segmentation_loss(net(images), masks, t, d.ignore_index)
+                loss = training_loss(net(images), masks, t, d.ignore_index, model.aux_weights)
             if not torch.isfinite(loss):
                 message = (f"loss became {loss.item()} at epoch {epoch + 1}, step {i + 1}; "
                            f"stopped, last good checkpoint kept in {run_dir / 'last.pt'}")

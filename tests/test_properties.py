@@ -23,19 +23,32 @@ SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=list(H
 def propose(draw, names):
     """One random node reading from existing node ids."""
     pick = st.sampled_from(names)
-    ops = ["conv", "conv", "pool", "score", "tconv", "upsample", "dropout", "scale", "lrn", "crop"]
-    op = draw(st.sampled_from(ops + ["add", "concat"] * (len(names) > 1)))
+    ops = ["conv", "conv", "pool", "score", "tconv", "upsample", "dropout", "scale", "lrn", "crop",
+           "act", "norm", "adaptive_pool", "unpool"]
+    op = draw(st.sampled_from(ops + ["add", "concat", "mul"] * (len(names) > 1)))
     node = {"op": op, "in": draw(pick)}
     if op == "conv":
         layers = draw(st.integers(1, 2))
         node.update(out=draw(st.lists(st.integers(1, 6), min_size=layers, max_size=layers)),
                     kernel=draw(st.integers(1, 4)), stride=draw(st.integers(1, 2)),
                     pad=draw(st.sampled_from([0, 1, 2])), dilation=draw(st.integers(1, 2)),
-                    norm=draw(st.sampled_from(["none", "batch"])))
+                    norm=draw(st.sampled_from(["none", "batch"])),
+                    act=draw(st.sampled_from(["relu", "none", ["none", "sigmoid"]])))
+        if isinstance(node["act"], list) and layers == 1:
+            node["act"] = "none"
     elif op == "pool":
         kernel = draw(st.integers(1, 3))
         node.update(kernel=kernel, stride=draw(st.integers(1, 3)), pad=draw(st.integers(0, kernel // 2)),
                     ceil=draw(st.booleans()), mode=draw(st.sampled_from(["max", "avg"])))
+        node["indices"] = node["mode"] == "max" and draw(st.booleans())
+    elif op == "unpool":
+        node["indices_of"] = draw(pick)
+    elif op == "adaptive_pool":
+        node.update(size=draw(st.integers(1, 3)), mode=draw(st.sampled_from(["max", "avg"])))
+    elif op == "act":
+        node["fn"] = draw(st.sampled_from(["relu", "leaky_relu", "sigmoid", "tanh", "gelu", "softmax"]))
+    elif op == "norm":
+        node["norm"] = draw(st.sampled_from(["batch", "instance"]))
     elif op == "tconv":
         node.update(factor=draw(st.integers(1, 3)), pad=draw(st.integers(0, 1)),
                     init=draw(st.sampled_from(["bilinear", "kaiming"])))
@@ -49,10 +62,11 @@ def propose(draw, names):
         node["mode"] = draw(st.sampled_from(["bilinear", "nearest"]))
     elif op == "scale":
         node["value"] = draw(st.floats(-2, 2))
-    elif op in ("add", "concat"):
+    elif op in ("add", "concat", "mul"):
         node["in"] = draw(st.lists(pick, min_size=2, max_size=3, unique=True))
         if draw(st.booleans()):
             node["align"] = draw(st.sampled_from(node["in"]))
+        node["align_by"] = draw(st.sampled_from(["coords", "size"]))
     elif op == "crop":
         node["to"] = draw(pick)
     return node
@@ -85,7 +99,7 @@ def _prune(spec: dict) -> dict:
         keep.add(node)
         body = spec["nodes"][node]
         todo += [body["in"]] if isinstance(body["in"], str) else list(body["in"])
-        todo += [body[f] for f in ("to", "align") if isinstance(body.get(f), str)]
+        todo += [body[f] for f in ("to", "align", "indices_of") if isinstance(body.get(f), str)]
     return {**spec, "nodes": {k: v for k, v in spec["nodes"].items() if k in keep}}
 
 

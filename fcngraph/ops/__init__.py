@@ -9,13 +9,15 @@ from typing import Annotated, Union, get_args
 
 from pydantic import Field
 
+from .act import Act, Norm
 from .base import Coord, Op
 from .conv import Conv, Score
-from .fuse import Add, Concat, Crop, Scale
-from .pool import Dropout, Lrn, Pool
+from .fuse import Add, Concat, Crop, Mul, Scale
+from .pool import AdaptivePool, Dropout, Lrn, Pool, Unpool
 from .upsampling import Tconv, Upsample
 
-OPS: tuple[type[Op], ...] = (Conv, Pool, Lrn, Dropout, Score, Tconv, Upsample, Scale, Add, Concat, Crop)
+OPS: tuple[type[Op], ...] = (Conv, Pool, AdaptivePool, Unpool, Lrn, Norm, Act, Dropout, Score, Tconv,
+                             Upsample, Scale, Add, Concat, Mul, Crop)
 REGISTRY: dict[str, type[Op]] = {get_args(cls.model_fields["op"].annotation)[0]: cls for cls in OPS}
 AnyOp = Annotated[Union[OPS], Field(discriminator="op")]  # noqa: UP007 (a tuple needs Union)
 

@@ -25,11 +25,16 @@ NonNegInt = Annotated[int, Field(ge=0)]
 
 @dataclass(frozen=True)
 class Coord:
-    """Pixel i of a node is centred on input pixel `scale * i + shift`; `rf` is its field width."""
+    """Pixel i of a node is centred on input pixel `scale * i + shift`; `rf` is its field width.
+
+    `gridless` marks a node after an adaptive pool: its pixels cover input regions that depend
+    on the input size, so it has no per-pixel alignment until `upsample` with `to` restores one.
+    """
 
     scale: Fraction
     shift: Fraction
     rf: Fraction
+    gridless: bool = False
 
     @staticmethod
     def identity() -> Coord:
@@ -39,7 +44,7 @@ class Coord:
         """The map after a sliding window (conv or pool) over this node."""
         extent = dilation * (kernel - 1)
         return Coord(self.scale * stride, self.shift + self.scale * (Fraction(extent, 2) - pad),
-                     self.rf + extent * self.scale)
+                     self.rf + extent * self.scale, self.gridless)
 
 
 def window_length(n: int, kernel: int, stride: int, pad: int, dilation: int = 1,
@@ -56,14 +61,29 @@ def window_length(n: int, kernel: int, stride: int, pad: int, dilation: int = 1,
     return out
 
 
-def crop_offset(source: Coord, target: Coord, what: str, field: str = "in") -> int:
-    """Offset that aligns `source` pixels with `target` pixels, derived as Caffe's coord_map did."""
+GRIDLESS_FIX = ("comes after an adaptive pool, so it has no per-pixel alignment; resize it with "
+                "an `upsample` with `to: {target}` first")
+
+
+def crop_offset(source: Coord, target: Coord, what: str, field: str = "in", fix: str = "",
+                names: tuple[str, str] = ("the input", "the target")) -> int:
+    """Offset that aligns `source` pixels with `target` pixels, derived as Caffe's coord_map did.
+
+    `names` are the two nodes' ids and `fix` the options the caller offers, for the message."""
+    for name, c in zip(names, (source, target)):
+        if c.gridless:
+            raise OpError(f"cannot align {what}: '{name}' " + GRIDLESS_FIX.format(target=names[1]), field)
     if source.scale != target.scale:
         raise OpError(f"cannot align {what}: stride {source.scale} vs {target.scale}", field)
     offset = (target.shift - source.shift) / source.scale
     if offset.denominator != 1 or offset < 0:
-        raise OpError(f"cannot align {what}: crop offset {offset} is "
-                      f"{'negative' if offset < 0 else 'not an integer'}", field)
+        why = "negative" if offset < 0 else "not an integer"
+        grids = (f"the grids differ: pixel 0 of '{names[0]}' is centred on input pixel "
+                 f"{source.shift}, of '{names[1]}' on {target.shift}, at stride {source.scale}")
+        if offset.denominator != 1:
+            grids += " (half a pixel apart; hand-written PyTorch code ignores this)"
+        raise OpError(f"cannot align {what}: crop offset {offset} is {why}; {grids}"
+                      + (f"; fix: {fix}" if fix else ""), field)
     return int(offset)
 
 
@@ -97,6 +117,14 @@ class Op(BaseModel):
 
     def coord(self, ins: list[Coord], refs: dict[str, Coord]) -> Coord:
         return ins[0]
+
+    def resolve_refs(self, nodes: dict[str, Op]) -> dict[str, str]:
+        """`refs()`, plus nodes implied by them (an unpool reads its pool's input size)."""
+        return self.refs()
+
+    def residual(self, ins: list[Coord], refs: dict[str, Coord]) -> list[Fraction]:
+        """Sub-pixel shift left between inputs aligned by size (`align_by: size`); else none."""
+        return []
 
     def offsets(self, ins: list[Coord], refs: dict[str, Coord]) -> list[int]:
         """Per-input crop offsets (fusion and crop ops); empty for others."""

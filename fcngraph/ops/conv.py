@@ -12,17 +12,10 @@ from pydantic import Field
 from torch import nn
 
 from ..errors import OpError
+from .act import ActName, NormName, check_norm, norm_params, post
 from .base import NonNegInt, Op, PosInt, per_layer, window_length
 
-Activation = Literal["relu", "leaky_relu", "gelu", "silu", "elu", "tanh", "sigmoid", "none"]
 Init = Literal["default", "kaiming", "zeros", "normal"]
-
-ACTIVATIONS = {
-    "relu": lambda: nn.ReLU(inplace=True),
-    "leaky_relu": lambda: nn.LeakyReLU(0.01, inplace=True),
-    "gelu": nn.GELU, "silu": lambda: nn.SiLU(inplace=True), "elu": lambda: nn.ELU(inplace=True),
-    "tanh": nn.Tanh, "sigmoid": nn.Sigmoid,
-}
 
 
 class Layer(NamedTuple):
@@ -32,6 +25,8 @@ class Layer(NamedTuple):
     stride: int
     pad: int
     dilation: int
+    norm: str
+    act: str
 
 
 def init_conv(conv: nn.Module, how: str) -> None:
@@ -61,9 +56,11 @@ class Conv(Op):
     dilation: PosInt | list[PosInt] = Field(1, description="Dilation (per layer or shared).")
     groups: PosInt = Field(1, description="Channel groups of every layer.")
     bias: bool = Field(True, description="Learn a bias per output channel.")
-    norm: Literal["none", "batch", "group"] = Field("none", description="Normalisation after each conv.")
+    norm: NormName | list[NormName] = Field(
+        "none", description="Normalisation after each conv (per layer or shared).")
     norm_groups: PosInt = Field(32, description="Groups for norm 'group'.")
-    act: Activation = Field("relu", description="Activation after each conv (and norm).")
+    act: ActName | list[ActName] = Field(
+        "relu", description="Activation after each conv and norm (per layer or shared).")
     init: Init = Field("default", description="Weight init: PyTorch default, kaiming, zeros, normal.")
 
     kind = "conv"
@@ -88,15 +85,14 @@ class Conv(Op):
 
     def layers(self, cin: int) -> list[Layer]:
         """Every layer with its channels, checked against groups."""
-        layers = []
-        for cout, (k, s, p, d) in zip(self.outs, self.windows()):
+        layers, n = [], len(self.outs)
+        for cout, (k, s, p, d), norm, act in zip(self.outs, self.windows(), per_layer(self.norm, n, "norm"),
+                                                  per_layer(self.act, n, "act")):
             for c in (cin, cout):
                 if c % self.groups:
                     raise OpError(f"{c} channels do not divide into {self.groups} groups", "groups")
-            if self.norm == "group" and cout % self.norm_groups:
-                raise OpError(f"{cout} channels do not divide into {self.norm_groups} groups",
-                              "norm_groups")
-            layers.append(Layer(cin, cout, k, s, p, d))
+            check_norm(norm, cout, self.norm_groups)
+            layers.append(Layer(cin, cout, k, s, p, d, norm, act))
             cin = cout
         return layers
 
@@ -127,7 +123,7 @@ class Conv(Op):
         total = 0
         for layer in self.layers(ins[0]):
             total += layer.cin // self.groups * layer.kernel ** 2 * layer.cout
-            total += layer.cout * (int(self.bias) + 2 * (self.norm != "none"))
+            total += layer.cout * int(self.bias) + norm_params(layer.norm, layer.cout)
         return total
 
     def flops(self, ins, out, in_hw, out_hw):
@@ -144,13 +140,7 @@ class Conv(Op):
             conv = nn.Conv2d(layer.cin, layer.cout, layer.kernel, layer.stride, layer.pad,
                              layer.dilation, self.groups, bias=self.bias)
             init_conv(conv, self.init)
-            modules.append(conv)
-            if self.norm == "batch":
-                modules.append(nn.BatchNorm2d(layer.cout))
-            elif self.norm == "group":
-                modules.append(nn.GroupNorm(self.norm_groups, layer.cout))
-            if self.act != "none":
-                modules.append(ACTIVATIONS[self.act]())
+            modules += [conv, *post(layer.act, layer.norm, layer.cout, self.norm_groups)]
         return nn.Sequential(*modules)
 
     def label(self):

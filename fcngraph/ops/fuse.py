@@ -1,25 +1,32 @@
-"""Fusion and alignment ops: `add`, `concat`, `crop`, `scale`.
+"""Fusion and alignment ops: `add`, `concat`, `mul`, `crop`, `scale`.
 
-Inputs of `add`/`concat` at the same stride are aligned by cropping each one to the
+Inputs of `add`/`concat`/`mul` at the same stride are aligned by cropping each one to the
 `align` input (default: the first); the offsets come from the coordinate maps, so the
-FCN skips' 5/9 and U-Net's crop-and-concat need no numbers in the spec.
+FCN skips' 5/9 and U-Net's crop-and-concat need no numbers in the spec. `align_by: size`
+opts out, cropping from the top-left like hand-written code (`x[..., :H, :W]`). `mul`
+broadcasts 1-channel gates and global (1x1, grid-less) inputs, as attention and SE need.
 """
 
 from __future__ import annotations
 
 import operator
-from typing import Literal
+from fractions import Fraction
+from typing import ClassVar, Literal
 
 import torch
 from pydantic import Field, model_validator
 
 from ..errors import OpError
+from .act import ActName, make_act
 from .base import Coord, NodeId, NonNegInt, Op, crop_offset
 
 
 def crop_to(x: torch.Tensor, ref: torch.Tensor, offset: int) -> torch.Tensor:
     """x[..., offset:offset+H_ref, offset:offset+W_ref], like Caffe's Crop layer (axis 2)."""
     return x[:, :, offset:offset + ref.shape[2], offset:offset + ref.shape[3]]
+
+
+BROADCAST = -1  # the offset of a mul input that multiplies every pixel (grid-less, 1x1)
 
 
 def check_fits(length: int, offset: int, target: int, what: str) -> None:
@@ -29,14 +36,19 @@ def check_fits(length: int, offset: int, target: int, what: str) -> None:
 
 
 class Fuse(Op):
-    """Common rules of `add` and `concat`: many inputs, aligned to one of them."""
+    """Common rules of `add`, `concat` and `mul`: many inputs, aligned to one of them."""
 
     align: NodeId | None = Field(None, description="Input the others are cropped to (default: the first).")
+    align_by: Literal["coords", "size"] = Field(
+        "coords", description="coords: crop offsets from the coordinate maps; size: crop from the "
+        "top-left to the align input's size as hand-written code does (sub-pixel shifts are kept).")
+    act: ActName = Field("none", description="Activation after the fusion (ReLU after a residual add).")
 
     arity = (2, None)
     kind = "fuse"
     fill = "#ffffb2"
     shape = "ellipse"
+    broadcasts: ClassVar[bool] = False  # mul: a grid-less 1x1 input multiplies every pixel
 
     @model_validator(mode="after")
     def _align_is_input(self) -> Fuse:
@@ -44,31 +56,93 @@ class Fuse(Op):
             raise ValueError(f"align '{self.align}' is not one of the inputs {self.inputs}")
         return self
 
-    @property
-    def ref_index(self) -> int:
-        return self.inputs.index(self.align) if self.align else 0
+    def ref_index(self, gridless: list[bool]) -> int:
+        if self.align:
+            return self.inputs.index(self.align)
+        if self.broadcasts:  # the first input with a pixel grid
+            return next((i for i, g in enumerate(gridless) if not g), 0)
+        return 0
+
+    def _ref_of(self, offsets: list[int]) -> int:
+        return self.ref_index([off == BROADCAST for off in offsets])
+
+    def _target(self, ins: list[Coord]) -> tuple[int, Coord]:
+        index = self.ref_index([c.gridless and self.broadcasts for c in ins])
+        return index, ins[index]
+
+    def _broadcast(self, c: Coord) -> bool:
+        return self.broadcasts and c.gridless
 
     def offsets(self, ins, refs):
-        target = ins[self.ref_index]
-        return [crop_offset(c, target, f"input '{name}' to '{self.inputs[self.ref_index]}'")
-                for name, c in zip(self.inputs, ins)]
+        index, target = self._target(ins)
+        ref = self.inputs[index]
+        fix = (f"resize with an `upsample` with `to: {ref}`, or set `align_by: \"size\"` on this node "
+               "to align by size (top-left) as hand-written code does")
+        offsets = []
+        for name, c in zip(self.inputs, ins):
+            if name == ref or self._broadcast(c):
+                offsets.append(0 if name == ref else BROADCAST)
+                continue
+            by_size = not (c.gridless or target.gridless) and c.scale == target.scale
+            if self.align_by == "size" and by_size:  # top-left crop, as x[..., :H, :W] does
+                offsets.append(0)
+                continue
+            offsets.append(crop_offset(c, target, f"input '{name}' to '{ref}'", fix=fix,
+                                       names=(name, ref)))
+        return offsets
+
+    def residual(self, ins, refs):
+        if self.align_by != "size":
+            return []
+        target = self._target(ins)[1]
+        return [Fraction(0) if self._broadcast(c) else (target.shift - c.shift) / c.scale for c in ins]
 
     def coord(self, ins, refs):
-        target = ins[self.ref_index]
-        return Coord(target.scale, target.shift, max(c.rf for c in ins))
+        target = self._target(ins)[1]
+        return Coord(target.scale, target.shift, max(c.rf for c in ins), target.gridless)
 
     def length(self, ins, refs, offsets):
-        target = ins[self.ref_index]
+        target = ins[self._ref_of(offsets)]
         for name, n, off in zip(self.inputs, ins, offsets):
+            if off == BROADCAST:
+                if n != 1:
+                    raise OpError(f"input '{name}' has no pixel grid (adaptive pool) and is {n} px, "
+                                  "not 1 px; only a global input broadcasts", "in")
+                continue
             check_fits(n, off, target, f"input '{name}'")
         return target
 
     def aligned(self, graph, args, offsets):
         """Each input cropped to the align input (which is left as it is)."""
-        ref = args[self.ref_index]
-        return [a if a is ref else graph.create_node("call_function", crop_to, (a, ref, off),
+        ref = args[self._ref_of(offsets)]
+        return [a if a is ref or off == BROADCAST else graph.create_node("call_function", crop_to, (a, ref, off),
                                                     name=f"{a.name}_aligned")
                 for a, off in zip(args, offsets)]
+
+    def build(self, ins, out):
+        return make_act(self.act)  # in place: the fused tensor is new
+
+    def emit(self, graph, node_id, args, refs, offsets):
+        name = f"{node_id}_pre" if self.act != "none" else node_id
+        value = self.combine(graph, name, self.aligned(graph, args, offsets))
+        if self.act == "none":
+            return value
+        return graph.create_node("call_module", node_id, (value,), name=node_id)
+
+    def combine(self, graph, name, terms):
+        raise NotImplementedError
+
+    def with_act(self, text: str) -> str:
+        return text if self.act == "none" else f"{text} + {self.act}"
+
+
+def chain(graph, name, fn, terms):
+    """fn(fn(t0, t1), t2) ..., the last fx node named `name`."""
+    total = terms[0]
+    for i, term in enumerate(terms[1:], 2):
+        total = graph.create_node("call_function", fn, (total, term),
+                                  name=name if i == len(terms) else f"{name}_{i}")
+    return total
 
 
 class Add(Fuse):
@@ -84,16 +158,11 @@ class Add(Fuse):
     def flops(self, ins, out, in_hw, out_hw):
         return (len(ins) - 1) * out * out_hw[0] * out_hw[1]
 
-    def emit(self, graph, node_id, args, refs, offsets):
-        terms = self.aligned(graph, args, offsets)
-        total = terms[0]
-        for i, term in enumerate(terms[1:], 2):
-            name = node_id if i == len(terms) else f"{node_id}_{i}"
-            total = graph.create_node("call_function", operator.add, (total, term), name=name)
-        return total
+    def combine(self, graph, name, terms):
+        return chain(graph, name, operator.add, terms)
 
     def label(self):
-        return "sum"
+        return self.with_act("sum")
 
 
 class Concat(Fuse):
@@ -104,12 +173,36 @@ class Concat(Fuse):
     def channels(self, ins, num_classes):
         return sum(ins)
 
-    def emit(self, graph, node_id, args, refs, offsets):
-        parts = self.aligned(graph, args, offsets)
-        return graph.create_node("call_function", torch.cat, (parts,), {"dim": 1}, name=node_id)
+    def combine(self, graph, name, terms):
+        return graph.create_node("call_function", torch.cat, (terms,), {"dim": 1}, name=name)
 
     def label(self):
-        return "concat"
+        return self.with_act("concat")
+
+
+class Mul(Fuse):
+    """Element-wise product with broadcasting: a 1-channel gate times C channels (attention),
+    or a C x 1 x 1 global descriptor times C x H x W (squeeze-excitation)."""
+
+    op: Literal["mul"]
+
+    broadcasts: ClassVar[bool] = True
+
+    def channels(self, ins, num_classes):
+        widest = max(ins)
+        if any(c not in (1, widest) for c in ins):
+            raise OpError(f"channel mismatch: inputs have {ins} channels (each must be 1 or {widest})",
+                          "in")
+        return widest
+
+    def flops(self, ins, out, in_hw, out_hw):
+        return (len(ins) - 1) * out * out_hw[0] * out_hw[1]
+
+    def combine(self, graph, name, terms):
+        return chain(graph, name, operator.mul, terms)
+
+    def label(self):
+        return self.with_act("×")
 
 
 class Crop(Op):
@@ -128,7 +221,9 @@ class Crop(Op):
     def offsets(self, ins, refs):
         if self.offset != "auto":
             return [self.offset]
-        return [crop_offset(ins[0], refs["to"], f"'{self.inputs[0]}' to '{self.to}'", "to")]
+        return [crop_offset(ins[0], refs["to"], f"'{self.inputs[0]}' to '{self.to}'", "to",
+                            fix=f"`upsample` with `to: {self.to}` instead of a crop",
+                            names=(self.inputs[0], self.to))]
 
     def coord(self, ins, refs):
         c = ins[0]

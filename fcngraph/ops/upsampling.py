@@ -1,5 +1,6 @@
-"""Upsampling ops: `tconv` (transposed conv, bilinear-initialised, optionally frozen) and
-`upsample` (fixed bilinear/nearest interpolation by a factor or to another node's size).
+"""Upsampling ops: `tconv` (transposed conv, bilinear-initialised, optionally frozen, with
+optional norm and activation, as LinkNet's decoder) and `upsample` (fixed bilinear/nearest
+interpolation by a factor or to another node's size; `to` also restores a pixel grid).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from ..errors import OpError
+from .act import ActName, check_norm, norm_params, post
 from .base import Coord, NodeId, NonNegInt, Op, PosInt
 
 
@@ -37,6 +39,10 @@ class Tconv(Op):
         "bilinear", description="bilinear: class-diagonal interpolation filter (needs out == in).")
     learnable: bool = Field(True, description="False freezes the weights (Caffe lr_mult 0).")
     bias: bool = Field(False, description="Learn a bias (the FCN deconvs have none).")
+    norm: Literal["none", "batch", "group", "instance"] = Field(
+        "none", description="Normalisation after the transposed conv.")
+    norm_groups: PosInt = Field(32, description="Groups for norm 'group'.")
+    act: ActName = Field("none", description="Activation after the transposed conv (and norm).")
 
     kind = "tconv"
     fill = "#fc9272"
@@ -56,18 +62,19 @@ class Tconv(Op):
         out = self.out or ins[0]
         if self.init == "bilinear" and out != ins[0]:
             raise OpError(f"bilinear init needs out == in channels ({out} != {ins[0]})", "init")
+        check_norm(self.norm, out, self.norm_groups)
         return out
 
     def coord(self, ins, refs):
         c, k, s = ins[0], self.size, self.factor
         return Coord(c.scale / s, c.shift + c.scale * (self.pad - Fraction(k - 1, 2)) / s,
-                     c.rf + c.scale * (math.ceil(k / s) - 1))
+                     c.rf + c.scale * (math.ceil(k / s) - 1), c.gridless)
 
     def length(self, ins, refs, offsets):
         return (ins[0] - 1) * self.factor - 2 * self.pad + self.size
 
     def params(self, ins, out):
-        return ins[0] * out * self.size ** 2 + out * int(self.bias)
+        return ins[0] * out * self.size ** 2 + out * int(self.bias) + norm_params(self.norm, out)
 
     def flops(self, ins, out, in_hw, out_hw):
         return 2 * ins[0] * out * self.size ** 2 * in_hw[0][0] * in_hw[0][1]
@@ -85,10 +92,13 @@ class Tconv(Op):
             if tconv.bias is not None and self.init != "default":
                 tconv.bias.zero_()
         tconv.requires_grad_(self.learnable)
-        return tconv
+        after = post(self.act, self.norm, out, self.norm_groups)
+        return nn.Sequential(tconv, *after) if after else tconv  # weights `up.0.weight` then
 
     def label(self):
-        return f"tconv ×{self.factor} k{self.size}" + ("" if self.learnable else " fixed")
+        extras = [x for x in (self.norm, self.act) if x != "none"]
+        return (f"tconv ×{self.factor} k{self.size}" + ("" if self.learnable else " fixed")
+                + "".join(f" + {x}" for x in extras))
 
 
 def resize_like(x: torch.Tensor, ref: torch.Tensor, mode: str, align_corners: bool | None):
@@ -125,7 +135,7 @@ class Upsample(Op):
         f = self.factor
         # output pixel j samples input (j + 1/2) / f - 1/2 (half-pixel centres)
         return Coord(c.scale / f, c.shift + c.scale * Fraction(1 - f, 2 * f),
-                     c.rf + c.scale * (self.mode == "bilinear"))
+                     c.rf + c.scale * (self.mode == "bilinear"), c.gridless)
 
     def length(self, ins, refs, offsets):
         return refs["to"] if self.to else ins[0] * self.factor
