@@ -51,14 +51,18 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from .memory import activation_bytes
     from .report import node_table
     from .shapes import analyze, valid_sizes
     from .spec import load_spec
 
     analysis = analyze(load_spec(args.spec), args.size)
     print(f"{analysis.spec.name}: {analysis.spec.description}")
-    print(node_table(analysis).to_string(index=False))
-    print(f"total: {analysis.params:,} params, {analysis.flops / 1e9:.2f} GFLOPs "
+    table, memory = node_table(analysis), activation_bytes(analysis)
+    table["act MiB"] = [f"{memory[node] / 2**20:,.2f}" for node in table["node"]]
+    print(table.to_string(index=False))
+    print(f"total: {analysis.params:,} params, {analysis.flops / 1e9:.2f} GFLOPs, "
+          f"{sum(memory.values()) / 2**20:,.1f} MiB activations per image in training (float32) "
           f"at {args.size[0]}x{args.size[1]}")
     print(valid_sizes(analysis, args.scan).describe())
     return 0
