@@ -70,12 +70,15 @@ def main() -> None:
     parser.add_argument("--batches", default="1,8", help="Comma-separated batch sizes.")
     parser.add_argument("--quick", action="store_true", help="The mini specs at small sizes (a smoke run).")
     parser.add_argument("--compile", action="store_true", help="Also time torch.compile (slow to compile).")
+    parser.add_argument("--only", help="Comma-separated spec names to keep from the case list.")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads; default backend: {default_backend()}")
     print("| spec | batch | size | backend | median ms | time / onnxruntime |")
     print("|---|---|---|---|---|---|")
     for name, sizes in QUICK if args.quick else CASES:
+        if args.only and name not in args.only.split(","):
+            continue
         spec = load_spec(ROOT / "specs" / f"{name}.json")
         torch.manual_seed(0)
         model = compile_spec(spec).eval()
