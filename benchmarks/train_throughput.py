@@ -83,7 +83,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for key in intensity:
         batch = int(key.split(" b")[1].split()[0])
-        print(f"| {key} | {median(times[key]):.0f} | {batch / (median(times[key]) / 1e3):.1f} | {rate[key]:.1f} | "
+        print(f"| {key} | {median(times[key]):.0f} | {batch / (median(times[key]) / 1e3):.3g} | {rate[key]:.1f} | "
               f"{rate[key] / peak:.0%} | {intensity[key]:.0f} |")
 
 
