@@ -71,6 +71,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="The mini specs at small sizes (a smoke run).")
     parser.add_argument("--compile", action="store_true", help="Also time torch.compile (slow to compile).")
     parser.add_argument("--only", help="Comma-separated spec names to keep from the case list.")
+    parser.add_argument("--sizes", help="Comma-separated input sides replacing each case's two sizes.")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads; default backend: {default_backend()}")
@@ -83,7 +84,7 @@ def main() -> None:
         torch.manual_seed(0)
         model = compile_spec(spec).eval()
         for batch in map(int, args.batches.split(",")):
-            for size in sizes:
+            for size in map(int, args.sizes.split(",")) if args.sizes else sizes:
                 x = np.random.default_rng(0).standard_normal((batch, 3, size, size)).astype(np.float32)
                 times = alternate(steps_for(model, x, args.compile), args.reps, torch.device("cpu"))
                 for backend in times:
