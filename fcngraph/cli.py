@@ -60,6 +60,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from .memory import activation_bytes
     from .report import node_table
     from .shapes import analyze, valid_sizes
     from .spec import load_spec
@@ -69,8 +70,11 @@ def cmd_show(args: argparse.Namespace) -> int:
         return 0
     analysis = analyze(load_spec(args.spec), args.size)
     print(f"{analysis.spec.name}: {analysis.spec.description}")
-    print(node_table(analysis).to_string(index=False))
-    print(f"total: {analysis.params:,} params, {analysis.flops / 1e9:.2f} GFLOPs "
+    table, memory = node_table(analysis), activation_bytes(analysis)
+    table["act MiB"] = [f"{memory[node] / 2**20:,.2f}" for node in table["node"]]
+    print(table.to_string(index=False))
+    print(f"total: {analysis.params:,} params, {analysis.flops / 1e9:.2f} GFLOPs, "
+          f"{sum(memory.values()) / 2**20:,.1f} MiB activations per image in training (float32) "
           f"at {args.size[0]}x{args.size[1]}")
     print(valid_sizes(analysis, args.scan).describe())
     return 0
@@ -97,11 +101,11 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_onnx
-    from .spec import load_spec
+    from .export import export_onnx, load_model, sidecar_path
 
-    path = export_onnx(load_spec(args.spec), Path(args.onnx), args.size, args.opset)
-    print(f"wrote {path}")
+    spec, model = load_model(Path(args.source))
+    path = export_onnx(spec, Path(args.onnx), args.size, args.opset, model)
+    print(f"wrote {path} and {sidecar_path(path)}")
     return 0
 
 
@@ -187,7 +191,8 @@ def cmd_init_from(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from .predict import predict
 
-    written = predict(Path(args.source), [Path(p) for p in args.images], Path(args.output), args.device)
+    written = predict(Path(args.source), [Path(p) for p in args.images], Path(args.output), args.device,
+                      args.backend)
     print(f"wrote {len(written)} mask(s) and overlay(s) to {args.output}")
     return 0
 
@@ -289,8 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(sub, "schema", cmd_schema, "Print the JSON Schema of the spec format.")
     p.add_argument("-o", "--output", help="Write the schema to this file instead of stdout.")
 
-    p = _add(sub, "export", cmd_export, "Export the compiled model to ONNX.")
-    p.add_argument("spec", help="Spec JSON file.")
+    p = _add(sub, "export", cmd_export, "Export a model to ONNX plus a sidecar JSON (classes, palette, "
+             "normalisation, input-size rule) from which `predict` works alone.")
+    p.add_argument("source", help="Spec JSON file (fresh weights) or run directory / checkpoint (trained weights).")
     p.add_argument("--onnx", required=True, help="Output .onnx file.")
     p.add_argument("--size", type=parse_size, default=(224, 224), help="Example input size, N or HxW.")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset version.")
@@ -375,10 +381,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="Checkpoint file to write.")
 
     p = _add(sub, "predict", cmd_predict, "Write palette PNG masks and overlays for images.")
-    p.add_argument("source", help="Run directory (uses best.pt) or checkpoint file.")
+    p.add_argument("source", help="Run directory (uses best.pt), checkpoint file, or exported .onnx "
+                   "(with its .onnx.json sidecar beside it).")
     p.add_argument("images", nargs="+", help="Image files.")
     p.add_argument("-o", "--output", required=True, help="Output folder.")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N.")
+    p.add_argument("--backend", choices=["torch", "onnxruntime"], default=None,
+                   help="Inference backend (default: the fastest installed, onnxruntime if present; "
+                   "torch on CUDA).")
     return parser
 
 

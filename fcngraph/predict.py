@@ -1,29 +1,33 @@
-"""Run directory or checkpoint + images → palette PNG masks and overlays."""
+"""Run directory, checkpoint or exported .onnx (+ sidecar) + images → palette PNG masks and overlays."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
-from .compile import compile_spec
-from .data import normalise, palette_of
 from .errors import DataError
+from .export import deploy_meta, load_model, onnx_predictor
+from .infer import Predictor, TorchOptions, make_runner
 from .io import atomic_write
-from .spec import load_spec
-from .train import checkpoint_path, load_checkpoint
 
 
-def predict(source: Path, images: list[Path], out_dir: Path, device: str = "cpu") -> list[Path]:
+def load_predictor(source: Path, backend: str | None = None, device: str = "cpu") -> Predictor:
+    """An exported .onnx (with its sidecar), or a run directory / checkpoint on `backend`."""
+    if source.suffix == ".onnx":
+        return onnx_predictor(source)
+    spec, model = load_model(source)
+    backend = backend or ("torch" if device != "cpu" else None)  # onnxruntime runs on CPU here
+    runner = make_runner(model, backend, channels=spec.input.channels, options=TorchOptions(device))
+    return Predictor(runner, deploy_meta(spec))
+
+
+def predict(source: Path, images: list[Path], out_dir: Path, device: str = "cpu",
+            backend: str | None = None) -> list[Path]:
     """Write <stem>.png (palette mask) and <stem>_overlay.png for each image; return the masks."""
-    ckpt = checkpoint_path(source)
-    state = load_checkpoint(ckpt, device)
-    spec = load_spec(state["spec"])
-    model = compile_spec(spec, device).eval()
-    model.load_state_dict(state["model"])
-    palette = palette_of(spec.data, spec.num_classes)
+    predictor = load_predictor(source, backend, device)
+    palette = predictor.palette
     flat = [v for colour in palette for v in colour] + [255, 255, 255] * (256 - len(palette))
     written = []
     for path in images:
@@ -32,9 +36,7 @@ def predict(source: Path, images: list[Path], out_dir: Path, device: str = "cpu"
                 rgb = np.asarray(img.convert("RGB"))
         except OSError:
             raise DataError(f"{path}: unreadable image") from None
-        x = normalise(torch.from_numpy(rgb.copy()).permute(2, 0, 1).float() / 255, spec.data)
-        with torch.no_grad():
-            labels = model(x[None].to(device)).argmax(1)[0].to(torch.uint8).cpu().numpy()  # [H, W]
+        labels = predictor.labels(rgb)  # [H, W]
         mask = Image.fromarray(labels, mode="P")
         mask.putpalette(flat)
         colour = np.asarray(mask.convert("RGB"))

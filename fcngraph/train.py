@@ -31,6 +31,7 @@ from .errors import FcngraphError
 from .io import atomic_write, atomic_write_text, safe_stem
 from .metrics import ConfusionMatrix
 from .settings import TrainSettings
+from .shapes import analyze
 from .spec import Spec
 
 
@@ -175,11 +176,11 @@ class Progress:
         self.tty = enabled and sys.stderr.isatty()
 
     def step(self, epoch: int, epochs: int, step: int, steps: int, loss: float, lr: float,
-             rate: float, eta: float) -> None:
+             rate: float, eta: float, gflops: float = 0.0) -> None:
         if not self.enabled:
             return
         text = (f"epoch {epoch + 1}/{epochs} step {step}/{steps} loss {loss:.4f} lr {lr:.2e} "
-                f"{rate:.1f} img/s eta {eta / 60:.1f} min")
+                f"{rate:.1f} img/s {gflops:.1f} GFLOP/s eta {eta / 60:.1f} min")
         if self.tty:
             width = 30
             done = int(width * step / steps)
@@ -302,6 +303,7 @@ def train_spec(spec: Spec, runs_root: Path = Path("runs"), *, resume: bool = Fal
     bar = Progress(say, progress and world.main)
     board = open_tensorboard(run_dir, tensorboard and world.main)
     started, confusion = time.time(), None
+    flops_at: dict[tuple[int, ...], int] = {}  # static forward FLOPs per image, by input size
     for epoch in range(start_epoch, epochs):
         torch.manual_seed(t.seed * 1009 + epoch)  # dropout and sampling depend on (seed, epoch) only
         splits.train.epoch = epoch
@@ -312,7 +314,7 @@ def train_spec(spec: Spec, runs_root: Path = Path("runs"), *, resume: bool = Fal
             sampler = RandomSampler(splits.train, generator=torch.Generator().manual_seed(t.seed * 31 + epoch))
         loader = DataLoader(splits.train, sampler=sampler, **loader_args)
         net.train()
-        epoch_start, seen, loss_sum = time.time(), 0, 0.0
+        epoch_start, seen, loss_sum, flops = time.time(), 0, 0.0, 0
         for i, (images, masks) in enumerate(loader):
             step = epoch * steps_per_epoch + i
             if step >= total_steps:
@@ -333,6 +335,9 @@ def train_spec(spec: Spec, runs_root: Path = Path("runs"), *, resume: bool = Fal
             loss.backward()
             optimizer.step()
             seen += images.shape[0] * world.size
+            size = tuple(images.shape[-2:])
+            flops_at.setdefault(size, analyze(spec, size).flops)  # type: ignore[arg-type]
+            flops += 3 * flops_at[size] * images.shape[0] * world.size  # backward ≈ 2× forward
             loss_sum += loss.item()
             rate = seen / max(time.time() - epoch_start, 1e-9)
             remaining = (total_steps - step - 1) * t.batch_size * world.size / max(rate, 1e-9)
@@ -340,11 +345,12 @@ def train_spec(spec: Spec, runs_root: Path = Path("runs"), *, resume: bool = Fal
                 board.add_scalar("train/loss", loss.item(), step)
                 board.add_scalar("train/lr", optimizer.param_groups[0]["lr"], step)
             bar.step(epoch, epochs, i + 1, steps_per_epoch, loss.item(), optimizer.param_groups[0]["lr"],
-                     rate, remaining)
+                     rate, remaining, flops / max(time.time() - epoch_start, 1e-9) / 1e9)
         bar.end_epoch()
         train_seconds = time.time() - epoch_start
         row: dict[str, Any] = {"epoch": epoch + 1, "loss": loss_sum / max(1, i + 1),
-                               "images_per_s": seen / max(train_seconds, 1e-9), "train_s": train_seconds}
+                               "images_per_s": seen / max(train_seconds, 1e-9), "train_s": train_seconds,
+                               "gflops_per_s": flops / max(train_seconds, 1e-9) / 1e9}
         if (epoch + 1) % t.eval_every == 0 or epoch + 1 == epochs:
             sync_buffers(model, world)
             confusion = evaluate(model, val_loader, spec.num_classes, device, t.amp, d.ignore_index)
@@ -354,7 +360,8 @@ def train_spec(spec: Spec, runs_root: Path = Path("runs"), *, resume: bool = Fal
                 for name in ("miou", "pixel_acc", "mean_acc", "fwiou"):
                     board.add_scalar(f"val/{name}", scores[name], epoch + 1)
             say(f"epoch {epoch + 1}/{epochs}: loss {row['loss']:.4f}, val mIoU {scores['miou']:.4f}, "
-                f"pixel acc {scores['pixel_acc']:.4f}, {row['images_per_s']:.1f} img/s")
+                f"pixel acc {scores['pixel_acc']:.4f}, {row['images_per_s']:.1f} img/s, "
+                f"{row['gflops_per_s']:.1f} GFLOP/s")
         history.append(row)
         if world.main:
             _write_metrics(run_dir, history)
@@ -370,9 +377,11 @@ def train_spec(spec: Spec, runs_root: Path = Path("runs"), *, resume: bool = Fal
     if final is None:  # resumed after the last epoch: evaluate what was saved
         sync_buffers(model, world)
         final = evaluate(model, val_loader, spec.num_classes, device, t.amp, d.ignore_index)
+    train_s = sum(r["train_s"] for r in history)
     summary = {"spec": spec.name, "hash": spec.digest(), "status": "complete", "epochs": epochs,
-               "steps": total_steps, "params": params,
-               "train_s": sum(r["train_s"] for r in history), "wall_s": time.time() - started,
+               "steps": total_steps, "params": params, "train_s": train_s, "wall_s": time.time() - started,
+               "images_per_s": sum(r["images_per_s"] * r["train_s"] for r in history) / max(train_s, 1e-9),
+               "gflops_per_s": sum(r.get("gflops_per_s", 0.0) * r["train_s"] for r in history) / max(train_s, 1e-9),
                "classes": splits.classes, "world_size": world.size,
                **final.compute(), "best_miou": best, "confusion": final.matrix.tolist()}
     if board is not None:
@@ -380,5 +389,6 @@ def train_spec(spec: Spec, runs_root: Path = Path("runs"), *, resume: bool = Fal
     if world.main:
         atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
         say(f"done: val mIoU {summary['miou']:.4f} (pixel acc {summary['pixel_acc']:.4f}, mean acc "
-            f"{summary['mean_acc']:.4f}, f.w. IoU {summary['fwiou']:.4f}) -> {run_dir}")
+            f"{summary['mean_acc']:.4f}, f.w. IoU {summary['fwiou']:.4f}), {summary['images_per_s']:.1f} img/s, "
+            f"{summary['gflops_per_s']:.1f} GFLOP/s -> {run_dir}")
     return summary

@@ -1,0 +1,78 @@
+"""Analysis at an input size → static activation-memory estimate of a training step, per node.
+
+Counts the tensors each node materialises in a training forward (what autograd may keep for
+backward): every conv layer's output, a norm's output beside it, a non-in-place activation's
+output, max-pool indices (int64), dropout masks; crops are views and cost nothing. Float32.
+`saved_activation_bytes` measures the same quantity on a real model (saved-tensor hooks).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .shapes import Analysis
+
+FLOAT = 4  # bytes per float32 element
+INPLACE_ACTS = {"relu", "leaky_relu", "silu", "elu", "none"}  # built in place (ops/conv.py)
+
+
+def _tensors_per_output(op: Any) -> float:
+    """Output-sized tensors a node makes, in float32 units (int64 indices count 2, bool 1/4)."""
+    name = op.name
+    if name == "conv":
+        per_layer = 1 + (op.norm != "none") + (op.act not in INPLACE_ACTS)
+        return per_layer  # scaled by each layer's own size in `node_bytes`
+    if name == "pool":
+        return 1 + (2 if op.mode == "max" else 0)  # output + int64 argmax indices
+    if name == "dropout":
+        return 1 + 0.25  # output + bool mask
+    if name == "crop":
+        return 0  # a view of its input
+    return 1
+
+
+def node_bytes(analysis: Analysis, node: str, batch: int = 1) -> int:
+    """Activation bytes node `node` adds in a training forward of `batch` images."""
+    info = analysis.nodes[node]
+    if info.size is None:
+        raise ValueError("activation memory needs an analysis at an input size")
+    if info.op is None:  # the input batch itself (kept by the first conv)
+        return batch * info.channels * info.size[0] * info.size[1] * FLOAT
+    op = info.op
+    if op.name == "conv":  # every layer at its own size and width
+        from .ops.base import window_length
+
+        (h, w), total = analysis.nodes[op.inputs[0]].size, 0
+        for layer in op.layers(analysis.nodes[op.inputs[0]].channels):
+            h, w = (window_length(n, layer.kernel, layer.stride, layer.pad, layer.dilation) for n in (h, w))
+            total += layer.cout * h * w * _tensors_per_output(op)
+        return int(batch * total * FLOAT)
+    return int(batch * info.channels * info.size[0] * info.size[1] * _tensors_per_output(op) * FLOAT)
+
+
+def activation_bytes(analysis: Analysis, batch: int = 1) -> dict[str, int]:
+    """Per node (input first, execution order) activation bytes of a training forward."""
+    return {node: node_bytes(analysis, node, batch) for node in analysis.nodes}
+
+
+def saved_activation_bytes(model: torch.nn.Module, x: torch.Tensor) -> int:
+    """Measured: bytes of the distinct non-parameter storages a training forward of `x` holds
+    when it returns (what autograd saved, found with saved-tensor hooks, plus the output);
+    works on CPU, where there are no allocator statistics."""
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    params |= {b.untyped_storage().data_ptr() for b in model.buffers()}
+    seen: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in params:
+            seen[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    model.train()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = model(x)
+    pack(out)  # the scores are held too when the forward returns (the loss reads them)
+    return sum(seen.values())
