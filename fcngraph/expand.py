@@ -60,12 +60,18 @@ def shipped_specs_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "specs"
 
 
+def shipped_spec_files() -> list[Path]:
+    """Every shipped spec (sub-folders included), without the JSON Schemas that live beside them."""
+    root = shipped_specs_dir()
+    return sorted(p for p in root.rglob("*.json") if not p.name.endswith("schema.json"))
+
+
 def locate(name: str, referrer: Path | None) -> Path | None:
     """A path relative to the referring file (or cwd), else a shipped spec by name."""
     base = referrer.parent if referrer is not None else Path.cwd()
     candidates = [base / name]
-    if "/" not in name and "\\" not in name:
-        stem = name[:-5] if name.endswith(".json") else name
+    if not Path(name).is_absolute() and not name.startswith((".", "/", "\\")):
+        stem = name[:-5] if name.endswith(".json") else name  # "fcn8s-vgg16", "encoders/resnet34"
         candidates.append(shipped_specs_dir() / f"{stem}.json")
     return next((path.resolve() for path in candidates if path.is_file()), None)
 

@@ -14,6 +14,7 @@ import pytest
 from fcngraph.cli import main
 from fcngraph.diagram import EDGE_STYLE, STACK, Box, DiagramError, Layout, Link, dot_id, layout, render, to_dot
 from fcngraph.diff import describe, diff_layout, diff_specs
+from fcngraph.expand import shipped_spec_files
 from fcngraph.ops import REGISTRY, Coord
 from fcngraph.shapes import analyze
 from fcngraph.spec import load_spec
@@ -282,7 +283,7 @@ def test_compact_diff_marks_a_folded_stage_that_changed_inside():
     assert marks["layer3 ×6"] == marks["dec1"] == "changed" and marks["layer2 ×4"] == ""
 
 
-SHIPPED = sorted(p for p in SPECS.glob("*.json") if p.name != "schema.json")
+SHIPPED = shipped_spec_files()
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
