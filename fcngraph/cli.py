@@ -180,6 +180,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluate import Inference, evaluate_run, parse_tta, table
+
+    if args.overlap and not args.tile:
+        raise FcngraphError("--overlap needs --tile SIZE")
+    if args.tile is not None and not 0 <= args.overlap < args.tile:
+        raise FcngraphError(f"--overlap {args.overlap}: must be ≥ 0 and smaller than --tile {args.tile}")
+    flip, scales = parse_tta(args.tta)
+    how = Inference(flip, scales, args.tile, args.overlap)
+    data = str(Path(args.data).resolve()) if args.data else None
+    result = evaluate_run(Path(args.source), args.split, data, how, args.checkpoint, args.device)
+    print(table(result))
+    return 0
+
+
 def _report(records, output: str) -> int:
     from .report import write_report
 
@@ -300,6 +315,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--map", choices=["ids", "vgg16"], default="ids", help="ids: match node ids and shapes "
                    "(e.g. FCN-32s run → FCN-16s); vgg16: torchvision VGG16 layout, fc6/fc7 reshaped to convs.")
     p.add_argument("-o", "--output", required=True, help="Checkpoint file to write.")
+
+    p = _add(sub, "eval", cmd_eval, "Score a trained run on a split of a dataset: writes eval-<split>.json, "
+             "a per-image CSV and per-image counts (.npz) into the run directory and prints the table.")
+    p.add_argument("source", help="Run directory or checkpoint file.")
+    p.add_argument("--data", help="Dataset folder with the same classes (default: the spec's data.path).")
+    p.add_argument("--split", default="val", help="Split to score (a split file name, e.g. test).")
+    p.add_argument("--tta", help="Test-time augmentation: flip, scales=0.75,1,1.25, or flip+scales=....")
+    p.add_argument("--tile", type=int, help="Sliding-window tile side (must be a valid input size of the spec).")
+    p.add_argument("--overlap", type=int, default=0, help="Overlap of neighbouring tiles in pixels.")
+    p.add_argument("--checkpoint", choices=["best", "last"], default="best",
+                   help="Which checkpoint of a run directory to score.")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N.")
 
     p = _add(sub, "predict", cmd_predict, "Write palette PNG masks and overlays for images.")
     p.add_argument("source", help="Run directory (uses best.pt) or checkpoint file.")

@@ -200,18 +200,41 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """A checkpoint dict with "model" (and usually "spec"); anything else is a one-line error.
+    weights_only=True refuses pickles that would run code."""
     try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except (OSError, RuntimeError, EOFError) as exc:
-        raise TrainingError(f"{path}: cannot load checkpoint ({str(exc).splitlines()[0]})") from None
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch/pickle raise many types for corrupt or unsafe files
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise TrainingError(f"{path}: cannot load checkpoint ({first[:200]})") from None
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+        raise TrainingError(f"{path}: not an fcngraph checkpoint (expected a dict with a 'model' state dict)")
+    return state
 
 
-def checkpoint_path(source: Path) -> Path:
+def restore_model(state: dict[str, Any], path: Path, device: torch.device | str = "cpu"):
+    """(spec, model with the checkpoint's weights); a missing spec or mismatched weights → one line."""
+    from .spec import load_spec
+
+    if not isinstance(state.get("spec"), dict):
+        raise TrainingError(f"{path}: checkpoint carries no spec; give it to a command that takes one")
+    spec = load_spec(state["spec"], file=str(path))
+    model = compile_spec(spec, device)
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, KeyError, TypeError) as exc:
+        raise TrainingError(f"{path}: weights do not fit the spec '{spec.name}' "
+                            f"({' '.join(str(exc).split())[:200]})") from None
+    return spec, model
+
+
+def checkpoint_path(source: Path, which: str = "best") -> Path:
+    """best.pt (falling back to last.pt) or last.pt of a run directory, or a checkpoint file."""
     if source.is_dir():
-        for name in ("best.pt", "last.pt"):
+        for name in ((f"{which}.pt", "last.pt") if which == "best" else (f"{which}.pt",)):
             if (source / name).is_file():
                 return source / name
-        raise TrainingError(f"{source}: no best.pt or last.pt in this run directory")
+        raise TrainingError(f"{source}: no {which}.pt in this run directory")
     if not source.is_file():
         raise TrainingError(f"{source}: no such run directory or checkpoint")
     return source
