@@ -141,10 +141,16 @@ def override_assignments(args: argparse.Namespace) -> list[str]:
 
 
 def load_with_overrides(args: argparse.Namespace, path: str):
+    """The spec with --set/--data applied; a relative data.path is relative to the spec file (as
+    `extends` is), --data to the working directory."""
     from .overrides import apply_overrides
     from .spec import load_spec
 
-    return apply_overrides(load_spec(path), override_assignments(args))
+    spec = load_spec(path)
+    if spec.data.path and not Path(spec.data.path).is_absolute():
+        where = (Path(path).parent / spec.data.path).resolve()
+        spec = apply_overrides(spec, [f"data.path={json.dumps(str(where))}"])
+    return apply_overrides(spec, override_assignments(args))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -154,8 +160,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     summary = train_spec(spec, Path(args.runs), resume=args.resume, skip_bad=args.skip_bad,
                          progress=not args.quiet, tensorboard=args.tensorboard)
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 speaks
-        print(f"{spec.name}: val mIoU {summary['miou']:.4f}  pixel acc {summary['pixel_acc']:.4f}  "
-              f"mean acc {summary['mean_acc']:.4f}  f.w. IoU {summary['fwiou']:.4f}")
+        best = (f"; best.pt: epoch {summary['best_epoch']}, val mIoU {summary['best_miou']:.4f}"
+                if "best_epoch" in summary else "")
+        print(f"{spec.name}: last epoch val mIoU {summary['miou']:.4f}  pixel acc {summary['pixel_acc']:.4f}  "
+              f"mean acc {summary['mean_acc']:.4f}  f.w. IoU {summary['fwiou']:.4f}{best}")
     return 0
 
 

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from .errors import SpecError
 from .ops import REGISTRY, AnyOp
@@ -46,6 +46,17 @@ class Spec(BaseModel):
     data: DataSettings = Field(default_factory=DataSettings, description="Dataset settings.")
 
     _file: str | None = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _settings_fit_the_graph(self) -> Spec:
+        """Settings that must agree with the graph: one mean/std value and one class weight each."""
+        channels = self.input.channels
+        if len(self.data.mean) != channels and not self.data.caffe_bgr:
+            raise ValueError(f"data.mean/std have {len(self.data.mean)} values, input.channels is {channels}")
+        weights = self.train.class_weights
+        if isinstance(weights, list) and len(weights) != self.num_classes:
+            raise ValueError(f"train.class_weights has {len(weights)} values, num_classes is {self.num_classes}")
+        return self
     _origins: dict[str, str] = PrivateAttr(default_factory=dict)
 
     @property
