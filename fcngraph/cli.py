@@ -183,7 +183,8 @@ def cmd_init_from(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from .predict import predict
 
-    written = predict(Path(args.source), [Path(p) for p in args.images], Path(args.output), args.device)
+    masks = Path(args.masks) if args.masks else None
+    written = predict(Path(args.source), [Path(p) for p in args.images], Path(args.output), args.device, masks)
     print(f"wrote {len(written)} mask(s) and overlay(s) to {args.output}")
     return 0
 
@@ -340,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", help="Run directory (uses best.pt) or checkpoint file.")
     p.add_argument("images", nargs="+", help="Image files.")
     p.add_argument("-o", "--output", required=True, help="Output folder.")
+    p.add_argument("--masks", help="Folder of ground-truth masks (<stem>.png): also write a prediction | truth panel.")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N.")
     return parser
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -163,7 +164,9 @@ def read_classes(root: Path) -> tuple[list[str] | None, list[tuple[int, int, int
 def _open(path: Path, max_pixels: int, what: str) -> Image.Image:
     """Open without decoding, refusing files whose header promises more than max_pixels."""
     try:
-        img = Image.open(path)
+        with warnings.catch_warnings():  # PIL's own bomb warning: max_pixels below decides instead
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
     except (OSError, UnidentifiedImageError, Image.DecompressionBombError, ValueError):
         raise DataError(f"{path}: unreadable {what}") from None
     if img.width * img.height > max_pixels:

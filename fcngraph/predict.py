@@ -1,4 +1,6 @@
-"""Run directory or checkpoint + images → palette PNG masks and overlays."""
+"""Run directory or checkpoint + images → palette PNG masks and overlays (any image size: inputs
+are padded to a valid size and the scores cropped back), and, when a ground-truth mask is given,
+a prediction | truth panel and the image's IoU."""
 
 from __future__ import annotations
 
@@ -8,39 +10,67 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .compile import compile_spec
-from .data import normalise, palette_of
+from .data import _open, normalise, palette_of
 from .errors import DataError
 from .io import atomic_write
-from .spec import load_spec
-from .train import checkpoint_path, load_checkpoint
+from .metrics import ConfusionMatrix
+from .sizing import PadToValid
+from .train import checkpoint_path, load_checkpoint, restore_model
 
 
-def predict(source: Path, images: list[Path], out_dir: Path, device: str = "cpu") -> list[Path]:
-    """Write <stem>.png (palette mask) and <stem>_overlay.png for each image; return the masks."""
+def _flat_palette(palette: list[tuple[int, int, int]]) -> list[int]:
+    return [int(v) for colour in palette for v in colour] + [255, 255, 255] * (256 - len(palette))
+
+
+def predict(source: Path, images: list[Path], out_dir: Path, device: str = "cpu",
+            masks_dir: Path | None = None, log=print) -> list[Path]:
+    """Write <stem>.png (palette mask) and <stem>_overlay.png for each image; with masks_dir also
+    <stem>_truth.png (prediction | truth) where masks_dir/<stem>.png exists. Returns the masks."""
     ckpt = checkpoint_path(source)
     state = load_checkpoint(ckpt, device)
-    spec = load_spec(state["spec"])
-    model = compile_spec(spec, device).eval()
-    model.load_state_dict(state["model"])
-    palette = palette_of(spec.data, spec.num_classes)
-    flat = [v for colour in palette for v in colour] + [255, 255, 255] * (256 - len(palette))
+    spec, model = restore_model(state, ckpt, device)
+    net = PadToValid(model.eval(), spec)
+    # the palette the run trained with travels in the checkpoint: no dataset folder needed
+    palette = [tuple(c) for c in state.get("palette") or palette_of(spec.data, spec.num_classes)]
+    flat = _flat_palette(palette)
     written = []
     for path in images:
-        try:
-            with Image.open(path) as img:
-                rgb = np.asarray(img.convert("RGB"))
-        except OSError:
-            raise DataError(f"{path}: unreadable image") from None
-        x = normalise(torch.from_numpy(rgb.copy()).permute(2, 0, 1).float() / 255, spec.data)
+        with _open(path, spec.data.max_pixels, "image") as img:
+            pixels = np.asarray(img.convert("L" if spec.input.channels == 1 else "RGB"))
+        rgb = np.repeat(pixels[..., None], 3, -1) if pixels.ndim == 2 else pixels  # [H, W, 3] for overlays
+        planes = pixels[..., None] if pixels.ndim == 2 else pixels  # [H, W, C]
+        x = normalise(torch.from_numpy(planes.copy()).permute(2, 0, 1).float() / 255, spec.data)  # [C, H, W]
         with torch.no_grad():
-            labels = model(x[None].to(device)).argmax(1)[0].to(torch.uint8).cpu().numpy()  # [H, W]
+            labels = net(x[None].to(device)).argmax(1)[0].to(torch.uint8).cpu().numpy()  # [H, W]
         mask = Image.fromarray(labels, mode="P")
         mask.putpalette(flat)
         colour = np.asarray(mask.convert("RGB"))
-        overlay = Image.fromarray((0.5 * rgb + 0.5 * colour).astype(np.uint8))
-        target = out_dir / f"{path.stem}.png"
-        for image, dest in ((mask, target), (overlay, out_dir / f"{path.stem}_overlay.png")):
+        outputs = [(mask, out_dir / f"{path.stem}.png"),
+                   (Image.fromarray((0.5 * rgb + 0.5 * colour).astype(np.uint8)), out_dir / f"{path.stem}_overlay.png")]
+        truth_path = masks_dir / f"{path.stem}.png" if masks_dir else None
+        if truth_path is not None and truth_path.is_file():
+            panel, truth = truth_panel(labels, truth_path, flat, spec)
+            outputs.append((panel, out_dir / f"{path.stem}_truth.png"))
+            log(f"{path.name}: mIoU {image_iou(labels, truth, spec.num_classes, spec.data.ignore_index):.4f}")
+        for image, dest in outputs:
             atomic_write(dest, lambda handle, image=image: image.save(handle, format="PNG"))
-        written.append(target)
+        written.append(outputs[0][1])
     return written
+
+
+def truth_panel(labels: np.ndarray, truth_path: Path, flat: list[int], spec) -> tuple[Image.Image, np.ndarray]:
+    """Prediction and ground truth side by side (palette colours; ignored pixels white)."""
+    with _open(truth_path, spec.data.max_pixels, "mask") as m:
+        truth = np.asarray(m.convert("L") if m.mode not in ("P", "L") else m)
+    if truth.shape != labels.shape:
+        raise DataError(f"{truth_path}: mask size {truth.shape[1]}x{truth.shape[0]} != image size "
+                        f"{labels.shape[1]}x{labels.shape[0]}")
+    panel = Image.fromarray(np.concatenate([labels, truth.astype(np.uint8)], axis=1), mode="P")
+    panel.putpalette(flat)
+    return panel, truth
+
+
+def image_iou(labels: np.ndarray, truth: np.ndarray, num_classes: int, ignore: int) -> float:
+    confusion = ConfusionMatrix(num_classes, ignore_index=ignore)
+    confusion.update(torch.from_numpy(labels.astype(np.int64)), torch.from_numpy(truth.astype(np.int64)))
+    return float(confusion.compute()["miou"])
