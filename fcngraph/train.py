@@ -287,15 +287,21 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
-    """A checkpoint dict with "model" (and usually "spec"); anything else is a one-line error.
+    """What a checkpoint file holds (a file that cannot be read is a one-line error);
     weights_only=True refuses pickles that would run code."""
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch/pickle raise many types for corrupt or unsafe files
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise TrainingError(f"{path}: cannot load checkpoint ({first[:200]})") from None
-    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
-        raise TrainingError(f"{path}: not an fcngraph checkpoint (expected a dict with a 'model' state dict)")
+    return state
+
+
+def require_checkpoint(state: Any, path: Path, *keys: str) -> dict[str, Any]:
+    """`state` if it is an fcngraph checkpoint with these keys; a one-line error otherwise."""
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict) or any(k not in state for k in keys):
+        wanted = ", ".join(("model", *keys))
+        raise TrainingError(f"{path}: not an fcngraph checkpoint (expected a dict with {wanted})")
     return state
 
 
@@ -303,6 +309,7 @@ def restore_model(state: dict[str, Any], path: Path, device: torch.device | str 
     """(spec, model with the checkpoint's weights); a missing spec or mismatched weights → one line."""
     from .spec import load_spec
 
+    state = require_checkpoint(state, path)
     if not isinstance(state.get("spec"), dict):
         raise TrainingError(f"{path}: checkpoint carries no spec; give it to a command that takes one")
     spec = load_spec(state["spec"], file=str(path))
@@ -432,7 +439,8 @@ def _train(spec: Spec, run_dir: Path, device: torch.device, world: World, resume
 
     start_epoch, best, history = 0, -1.0, []
     if resume and (run_dir / "last.pt").exists():
-        state = load_checkpoint(run_dir / "last.pt", device)
+        state = require_checkpoint(load_checkpoint(run_dir / "last.pt", device), run_dir / "last.pt",
+                                   "optimizer", "epoch", "best", "history", "spec")
         if state.get("spec") != spec.canonical():  # the hash ignores nothing that matters, but a hand-
             raise TrainingError(f"{run_dir / 'last.pt'}: it was trained from a different spec; resuming "
                                 "it with this one would mix two experiments")  # edited folder may lie
