@@ -302,7 +302,10 @@ def augment(image, mask, train: TrainSettings, ignore: int, g: torch.Generator):
 def normalise(image: torch.Tensor, data: DataSettings) -> torch.Tensor:
     if data.caffe_bgr:  # Caffe parity: BGR, 0..255, minus the BGR mean
         return image.flip(0) * 255 - torch.tensor(CAFFE_BGR_MEAN)[:, None, None]
-    return (image - torch.tensor(data.mean)[:, None, None]) / torch.tensor(data.std)[:, None, None]
+    mean, std = torch.tensor(data.mean), torch.tensor(data.std)
+    if len(mean) != image.shape[0]:  # the default RGB statistics on a grayscale image: their average
+        mean, std = mean.mean().expand(image.shape[0]), std.mean().expand(image.shape[0])
+    return (image - mean[:, None, None]) / std[:, None, None]  # [C, H, W]
 
 
 def pad_collate(batch, ignore_index: int = 255):
