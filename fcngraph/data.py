@@ -221,8 +221,10 @@ class FolderSegmentation(Dataset):
     """A split of a segmentation folder; every sample is checked when the dataset is made."""
 
     def __init__(self, root: Path, split: str, num_classes: int, ignore_index: int = 255,
-                 skip_bad: bool = False, channels: int = 3, max_pixels: int = 40_000_000) -> None:
+                 skip_bad: bool = False, channels: int = 3, max_pixels: int = 40_000_000,
+                 cache: bool = False) -> None:
         self.root, self.channels, self.max_pixels = root, channels, max_pixels
+        self.cache: dict[Path, tuple[np.ndarray, np.ndarray]] | None = {} if cache else None
         self.classes, self.palette = read_classes(root)
         if self.classes is not None and len(self.classes) != num_classes:
             raise DataError(f"{root / 'classes.json'}: {len(self.classes)} classes, spec has {num_classes}")
@@ -245,6 +247,8 @@ class FolderSegmentation(Dataset):
             raise DataError(f"{sample.image}: missing image")
         image, mask = load_pair(sample, self.palette, self.channels, self.max_pixels)
         self.sizes.add(image.shape[:2])
+        if self.cache is not None:  # decoded once here, never again (the loader's main cost otherwise)
+            self.cache[sample.image] = (image, mask)
         bad = (mask >= self.num_classes) & (mask != self.ignore_index)
         if bad.any():
             raise DataError(f"{sample.mask}: label {int(mask[bad][0])} outside [0, {self.num_classes}) "
@@ -254,7 +258,9 @@ class FolderSegmentation(Dataset):
         return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image, mask = load_pair(self.samples[index], self.palette, self.channels, self.max_pixels)
+        sample = self.samples[index]
+        cached = self.cache.get(sample.image) if self.cache is not None else None
+        image, mask = cached or load_pair(sample, self.palette, self.channels, self.max_pixels)
         return (torch.from_numpy(image.copy()).permute(2, 0, 1).float() / 255,  # [C, H, W] in 0..1
                 torch.from_numpy(mask.copy()))  # [H, W]
 
@@ -359,9 +365,9 @@ def make_splits(data: DataSettings, train: TrainSettings, num_classes: int,
                       SYNTHETIC_CLASSES, SYNTHETIC_PALETTE, [], [f"{data.val_split}_{i}" for i in range(len(va))])
     root = Path(data.path)
     tr = FolderSegmentation(root, data.train_split, num_classes, data.ignore_index, skip_bad, channels,
-                            data.max_pixels)
+                            data.max_pixels, data.cache)
     va = FolderSegmentation(root, data.val_split, num_classes, data.ignore_index, skip_bad, channels,
-                            data.max_pixels)
+                            data.max_pixels, data.cache)
     return Splits(Transformed(tr, data, train), Transformed(va, data, None), tr.classes,
                   palette_of(data, num_classes), tr.skipped + va.skipped, [s.mask.stem for s in va.samples])
 

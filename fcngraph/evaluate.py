@@ -170,7 +170,8 @@ def split_dataset(spec: Spec, split: str, data_path: str | None, skip_bad: bool 
         base = SyntheticShapes(d.val_samples if split == d.val_split else d.train_samples, d.size,
                                seed=2 if split == d.val_split else 1)
         return Transformed(base, d, None), [f"{split}_{i}" for i in range(len(base))], SYNTHETIC_CLASSES
-    folder = FolderSegmentation(Path(path), split, spec.num_classes, d.ignore_index, skip_bad)
+    folder = FolderSegmentation(Path(path), split, spec.num_classes, d.ignore_index, skip_bad,
+                                spec.input.channels, d.max_pixels, d.cache)
     return Transformed(folder, d, None), [s.mask.stem for s in folder.samples], folder.classes
 
 

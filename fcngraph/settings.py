@@ -66,6 +66,8 @@ class DataSettings(BaseModel):
                                    description="Per-channel std (0..1), one value per input channel.")
     pad: bool = Field(True, description="Pad inputs (bottom/right) to the next size the spec maps to itself "
                                         "and crop the scores back; false: sizes that do not fit are an error.")
+    cache: bool = Field(True, description="Keep decoded images in memory (decoded once, when the data is "
+                                          "checked); false for datasets larger than memory.")
     max_pixels: int = Field(40_000_000, ge=1, description="Largest image (width x height) read; larger files "
                                                          "are refused before decoding (decompression bombs).")
     caffe_bgr: bool = Field(False, description="Caffe parity: BGR order, 0..255, BGR mean, no std.")
