@@ -162,8 +162,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 speaks
         best = (f"; best.pt: epoch {summary['best_epoch']}, val mIoU {summary['best_miou']:.4f}"
                 if "best_epoch" in summary else "")
-        print(f"{spec.name}: last epoch val mIoU {summary['miou']:.4f}  pixel acc {summary['pixel_acc']:.4f}  "
-              f"mean acc {summary['mean_acc']:.4f}  f.w. IoU {summary['fwiou']:.4f}{best}")
+        last = f" (last epoch {summary['last_epoch']})" if "last_epoch" in summary else ""
+        print(f"{spec.name}: val mIoU {summary['miou']:.4f}  pixel acc {summary['pixel_acc']:.4f}  "
+              f"mean acc {summary['mean_acc']:.4f}  f.w. IoU {summary['fwiou']:.4f}{last}{best}")
     return 0
 
 
