@@ -103,8 +103,8 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from .export import export_onnx, load_model, sidecar_path
 
-    spec, model = load_model(Path(args.source))
-    path = export_onnx(spec, Path(args.onnx), args.size, args.opset, model)
+    spec, model, extras = load_model(Path(args.source))
+    path = export_onnx(spec, Path(args.onnx), args.size, args.opset, model, extras)
     print(f"wrote {path} and {sidecar_path(path)}")
     return 0
 
@@ -157,10 +157,16 @@ def override_assignments(args: argparse.Namespace) -> list[str]:
 
 
 def load_with_overrides(args: argparse.Namespace, path: str):
+    """The spec with --set/--data applied; a relative data.path is relative to the spec file (as
+    `extends` is), --data to the working directory."""
     from .overrides import apply_overrides
     from .spec import load_spec
 
-    return apply_overrides(load_spec(path), override_assignments(args))
+    spec = load_spec(path)
+    if spec.data.path and not Path(spec.data.path).is_absolute():
+        where = (Path(path).parent / spec.data.path).resolve()
+        spec = apply_overrides(spec, [f"data.path={json.dumps(str(where))}"])
+    return apply_overrides(spec, override_assignments(args))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -170,8 +176,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     summary = train_spec(spec, Path(args.runs), resume=args.resume, skip_bad=args.skip_bad,
                          progress=not args.quiet, tensorboard=args.tensorboard)
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 speaks
+        best = (f"; best.pt: epoch {summary['best_epoch']}, val mIoU {summary['best_miou']:.4f}"
+                if "best_epoch" in summary else "")
+        last = f" (last epoch {summary['last_epoch']})" if "last_epoch" in summary else ""
         print(f"{spec.name}: val mIoU {summary['miou']:.4f}  pixel acc {summary['pixel_acc']:.4f}  "
-              f"mean acc {summary['mean_acc']:.4f}  f.w. IoU {summary['fwiou']:.4f}")
+              f"mean acc {summary['mean_acc']:.4f}  f.w. IoU {summary['fwiou']:.4f}{last}{best}")
     return 0
 
 
@@ -191,9 +200,25 @@ def cmd_init_from(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from .predict import predict
 
+    masks = Path(args.masks) if args.masks else None
     written = predict(Path(args.source), [Path(p) for p in args.images], Path(args.output), args.device,
-                      args.backend)
+                      args.backend, masks)
     print(f"wrote {len(written)} mask(s) and overlay(s) to {args.output}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluate import Inference, evaluate_run, parse_tta, table
+
+    if args.overlap and not args.tile:
+        raise FcngraphError("--overlap needs --tile SIZE")
+    if args.tile is not None and not 0 <= args.overlap < args.tile:
+        raise FcngraphError(f"--overlap {args.overlap}: must be ≥ 0 and smaller than --tile {args.tile}")
+    flip, scales = parse_tta(args.tta)
+    how = Inference(flip, scales, args.tile, args.overlap)
+    data = str(Path(args.data).resolve()) if args.data else None
+    result = evaluate_run(Path(args.source), args.split, data, how, args.checkpoint, args.device)
+    print(table(result))
     return 0
 
 
@@ -380,11 +405,24 @@ def build_parser() -> argparse.ArgumentParser:
                    "(e.g. FCN-32s run → FCN-16s); vgg16: torchvision VGG16 layout, fc6/fc7 reshaped to convs.")
     p.add_argument("-o", "--output", required=True, help="Checkpoint file to write.")
 
+    p = _add(sub, "eval", cmd_eval, "Score a trained run on a split of a dataset: writes eval-<split>.json, "
+             "a per-image CSV and per-image counts (.npz) into the run directory and prints the table.")
+    p.add_argument("source", help="Run directory or checkpoint file.")
+    p.add_argument("--data", help="Dataset folder with the same classes (default: the spec's data.path).")
+    p.add_argument("--split", default="val", help="Split to score (a split file name, e.g. test).")
+    p.add_argument("--tta", help="Test-time augmentation: flip, scales=0.75,1,1.25, or flip+scales=....")
+    p.add_argument("--tile", type=int, help="Sliding-window tile side (must be a valid input size of the spec).")
+    p.add_argument("--overlap", type=int, default=0, help="Overlap of neighbouring tiles in pixels.")
+    p.add_argument("--checkpoint", choices=["best", "last"], default="best",
+                   help="Which checkpoint of a run directory to score.")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N.")
+
     p = _add(sub, "predict", cmd_predict, "Write palette PNG masks and overlays for images.")
     p.add_argument("source", help="Run directory (uses best.pt), checkpoint file, or exported .onnx "
                    "(with its .onnx.json sidecar beside it).")
     p.add_argument("images", nargs="+", help="Image files.")
     p.add_argument("-o", "--output", required=True, help="Output folder.")
+    p.add_argument("--masks", help="Folder of ground-truth masks (<stem>.png): also write a prediction | truth panel.")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N.")
     p.add_argument("--backend", choices=["torch", "onnxruntime"], default=None,
                    help="Inference backend (default: the fastest installed, onnxruntime if present; "

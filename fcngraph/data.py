@@ -1,4 +1,4 @@
-"""Datasets → (image [3,H,W] float, mask [H,W] int64) pairs, with augmentation.
+"""Datasets → (image [C,H,W] float, mask [H,W] int64) pairs, with augmentation.
 
 Sources: the embedded synthetic set (seeded, generated on the fly, nothing downloaded), a
 VOC-layout folder (JPEGImages|images, SegmentationClass|masks, ImageSets/Segmentation|splits),
@@ -7,9 +7,11 @@ or a plain images/ + masks/ pair. Bad files are reported by name before training
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -117,9 +119,12 @@ def find_samples(root: Path, split: str) -> list[Sample]:
         split_file = split_dir / f"{split}.txt"
         if not split_file.is_file():
             raise DataError(f"{split_file}: missing split file")
-        stems = [line.strip() for line in split_file.read_text().splitlines() if line.strip()]
+        stems = [line.strip() for line in read_text(split_file).splitlines() if line.strip()]
         if not stems:
             raise DataError(f"{split_file}: empty split")
+        for stem in stems:  # a split names files inside the dataset, never paths out of it
+            if "/" in stem or "\\" in stem or stem.startswith(".."):
+                raise DataError(f"{split_file}: stem '{stem}' is a path; a split lists file stems only")
     else:
         stems = sorted(p.stem for p in masks.glob("*.png"))
         if not stems:
@@ -132,34 +137,66 @@ def find_samples(root: Path, split: str) -> list[Sample]:
     return samples
 
 
+def read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+
+
 def read_classes(root: Path) -> tuple[list[str] | None, list[tuple[int, int, int]] | None]:
     path = root / "classes.json"
     if not path.is_file():
         return None, None
     try:
-        meta = json.loads(path.read_text())
-        return list(meta["classes"]), [tuple(c) for c in meta.get("palette", [])] or None
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        meta = json.loads(read_text(path))
+        classes = [str(c) for c in meta["classes"]]
+        palette = [tuple(int(v) for v in c) for c in meta.get("palette", [])] or None
+        if palette is not None and (len(palette) < len(classes) or any(len(c) != 3 for c in palette)):
+            raise TypeError("palette needs one [r, g, b] per class")
+        return classes, palette
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise DataError(f"{path}: not a classes file ({exc})") from None
 
 
-def load_pair(sample: Sample, palette: list[tuple[int, int, int]] | None) -> tuple[np.ndarray, np.ndarray]:
-    """RGB uint8 [H,W,3] and label uint8 [H,W]; palette-mode or index PNG masks, or RGB masks
-    mapped through the palette."""
+def _open(path: Path, max_pixels: int, what: str) -> Image.Image:
+    """Open without decoding, refusing files whose header promises more than max_pixels."""
     try:
-        with Image.open(sample.image) as img:
-            image = np.asarray(img.convert("RGB"))
-    except (OSError, UnidentifiedImageError):
+        with warnings.catch_warnings():  # PIL's own bomb warning: max_pixels below decides instead
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError, ValueError):
+        raise DataError(f"{path}: unreadable {what}") from None
+    if img.width * img.height > max_pixels:
+        img.close()
+        raise DataError(f"{path}: {img.width}x{img.height} {what} is over data.max_pixels ({max_pixels:,})")
+    return img
+
+
+def load_pair(sample: Sample, palette: list[tuple[int, int, int]] | None, channels: int = 3,
+              max_pixels: int = 40_000_000) -> tuple[np.ndarray, np.ndarray]:
+    """Image uint8 [H,W,C] (C = 1 grayscale, 3 RGB) and label [H,W]; palette-mode or index PNG
+    masks, or RGB masks mapped through the palette (a colour not in it is an error)."""
+    try:
+        with _open(sample.image, max_pixels, "image") as img:
+            image = np.asarray(img.convert("L" if channels == 1 else "RGB"))
+        if image.ndim == 2:
+            image = image[..., None]
+    except (OSError, ValueError, Image.DecompressionBombError):
         raise DataError(f"{sample.image}: unreadable image") from None
+    if channels not in (1, 3):
+        raise DataError(f"{sample.image}: the spec wants {channels} input channels; images supply 1 or 3")
     try:
-        with Image.open(sample.mask) as m:
+        with _open(sample.mask, max_pixels, "mask") as m:
             if m.mode in ("P", "L", "I;16", "I"):
                 mask = np.asarray(m if m.mode in ("P", "L") else m.convert("I")).astype(np.int64)
             elif palette is not None:
-                mask = _rgb_to_index(np.asarray(m.convert("RGB")), palette)
+                mask = _rgb_to_index(np.asarray(m.convert("RGB")), palette, sample.mask)
             else:
                 raise DataError(f"{sample.mask}: RGB mask but no palette in classes.json")
-    except (OSError, UnidentifiedImageError):
+    except (OSError, ValueError, Image.DecompressionBombError):
         raise DataError(f"{sample.mask}: unreadable mask") from None
     if mask.shape != image.shape[:2]:
         raise DataError(f"{sample.mask}: mask size {mask.shape[1]}x{mask.shape[0]} != image size "
@@ -167,12 +204,16 @@ def load_pair(sample: Sample, palette: list[tuple[int, int, int]] | None) -> tup
     return image, mask
 
 
-def _rgb_to_index(rgb: np.ndarray, palette: list[tuple[int, int, int]]) -> np.ndarray:
+def _rgb_to_index(rgb: np.ndarray, palette: list[tuple[int, int, int]], path: Path) -> np.ndarray:
     codes = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
     lut = {(r << 16) | (g << 8) | b: i for i, (r, g, b) in enumerate(palette)}
-    out = np.full(codes.shape, 255, dtype=np.int64)
+    out = np.full(codes.shape, -1, dtype=np.int64)
     for code, index in lut.items():
         out[codes == code] = index
+    if (out < 0).any():  # silently ignoring an unknown colour would hide a wrong palette
+        code = int(codes[out < 0][0])
+        raise DataError(f"{path}: colour ({code >> 16}, {(code >> 8) & 255}, {code & 255}) is not in the "
+                        "classes.json palette")
     return out
 
 
@@ -180,14 +221,16 @@ class FolderSegmentation(Dataset):
     """A split of a segmentation folder; every sample is checked when the dataset is made."""
 
     def __init__(self, root: Path, split: str, num_classes: int, ignore_index: int = 255,
-                 skip_bad: bool = False) -> None:
-        self.root = root
+                 skip_bad: bool = False, channels: int = 3, max_pixels: int = 40_000_000,
+                 cache: bool = False) -> None:
+        self.root, self.channels, self.max_pixels = root, channels, max_pixels
+        self.cache: dict[Path, tuple[np.ndarray, np.ndarray]] | None = {} if cache else None
         self.classes, self.palette = read_classes(root)
         if self.classes is not None and len(self.classes) != num_classes:
             raise DataError(f"{root / 'classes.json'}: {len(self.classes)} classes, spec has {num_classes}")
         self.classes = self.classes or [f"class_{i}" for i in range(num_classes)]
         self.num_classes, self.ignore_index = num_classes, ignore_index
-        self.samples, self.skipped = [], []
+        self.samples, self.skipped, self.sizes = [], [], set()
         for sample in find_samples(root, split):
             try:
                 self._check(sample)
@@ -202,7 +245,10 @@ class FolderSegmentation(Dataset):
     def _check(self, sample: Sample) -> None:
         if not sample.image.is_file():
             raise DataError(f"{sample.image}: missing image")
-        _, mask = load_pair(sample, self.palette)
+        image, mask = load_pair(sample, self.palette, self.channels, self.max_pixels)
+        self.sizes.add(image.shape[:2])
+        if self.cache is not None:  # decoded once here, never again (the loader's main cost otherwise)
+            self.cache[sample.image] = (image, mask)
         bad = (mask >= self.num_classes) & (mask != self.ignore_index)
         if bad.any():
             raise DataError(f"{sample.mask}: label {int(mask[bad][0])} outside [0, {self.num_classes}) "
@@ -212,8 +258,10 @@ class FolderSegmentation(Dataset):
         return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image, mask = load_pair(self.samples[index], self.palette)
-        return (torch.from_numpy(image.copy()).permute(2, 0, 1).float() / 255,  # [3, H, W] in 0..1
+        sample = self.samples[index]
+        cached = self.cache.get(sample.image) if self.cache is not None else None
+        image, mask = cached or load_pair(sample, self.palette, self.channels, self.max_pixels)
+        return (torch.from_numpy(image.copy()).permute(2, 0, 1).float() / 255,  # [C, H, W] in 0..1
                 torch.from_numpy(mask.copy()))  # [H, W]
 
 
@@ -260,7 +308,10 @@ def augment(image, mask, train: TrainSettings, ignore: int, g: torch.Generator):
 def normalise(image: torch.Tensor, data: DataSettings) -> torch.Tensor:
     if data.caffe_bgr:  # Caffe parity: BGR, 0..255, minus the BGR mean
         return image.flip(0) * 255 - torch.tensor(CAFFE_BGR_MEAN)[:, None, None]
-    return (image - torch.tensor(data.mean)[:, None, None]) / torch.tensor(data.std)[:, None, None]
+    mean, std = torch.tensor(data.mean), torch.tensor(data.std)
+    if len(mean) != image.shape[0]:  # the default RGB statistics on a grayscale image: their average
+        mean, std = mean.mean().expand(image.shape[0]), std.mean().expand(image.shape[0])
+    return (image - mean[:, None, None]) / std[:, None, None]  # [C, H, W]
 
 
 def pad_collate(batch, ignore_index: int = 255):
@@ -280,24 +331,45 @@ class Splits:
     classes: list[str]
     palette: list[tuple[int, int, int]]
     skipped: list[str]
+    val_stems: list[str] = field(default_factory=list)
+
+
+class Grayscale(Dataset):
+    """The synthetic set for a 1-channel spec: RGB averaged to one channel."""
+
+    def __init__(self, base: Dataset) -> None:
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, mask = self.base[index]
+        return image.mean(0, keepdim=True), mask  # [1, H, W]
 
 
 def make_splits(data: DataSettings, train: TrainSettings, num_classes: int,
-                skip_bad: bool = False) -> Splits:
+                skip_bad: bool = False, channels: int = 3) -> Splits:
     """The training and validation datasets a spec's settings describe."""
     if data.path is None:
         if num_classes != len(SYNTHETIC_CLASSES):
             raise DataError(f"the embedded synthetic data has {len(SYNTHETIC_CLASSES)} classes, "
                             f"the spec has num_classes {num_classes}; give --data for other data")
+        if channels not in (1, 3):
+            raise DataError(f"the embedded synthetic data has 1 or 3 channels, the spec wants {channels}")
         tr = SyntheticShapes(data.train_samples, data.size, seed=1)
         va = SyntheticShapes(data.val_samples, data.size, seed=2)
+        if channels == 1:
+            tr, va = Grayscale(tr), Grayscale(va)
         return Splits(Transformed(tr, data, train), Transformed(va, data, None),
-                      SYNTHETIC_CLASSES, SYNTHETIC_PALETTE, [])
+                      SYNTHETIC_CLASSES, SYNTHETIC_PALETTE, [], [f"{data.val_split}_{i}" for i in range(len(va))])
     root = Path(data.path)
-    tr = FolderSegmentation(root, data.train_split, num_classes, data.ignore_index, skip_bad)
-    va = FolderSegmentation(root, data.val_split, num_classes, data.ignore_index, skip_bad)
+    tr = FolderSegmentation(root, data.train_split, num_classes, data.ignore_index, skip_bad, channels,
+                            data.max_pixels, data.cache)
+    va = FolderSegmentation(root, data.val_split, num_classes, data.ignore_index, skip_bad, channels,
+                            data.max_pixels, data.cache)
     return Splits(Transformed(tr, data, train), Transformed(va, data, None), tr.classes,
-                  palette_of(data, num_classes), tr.skipped + va.skipped)
+                  palette_of(data, num_classes), tr.skipped + va.skipped, [s.mask.stem for s in va.samples])
 
 
 def palette_of(data: DataSettings, num_classes: int) -> list[tuple[int, int, int]]:
@@ -308,3 +380,46 @@ def palette_of(data: DataSettings, num_classes: int) -> list[tuple[int, int, int
     if palette:
         return palette
     return [tuple(int(v) for v in np.random.default_rng(i).integers(0, 256, 3)) for i in range(num_classes)]
+
+
+def data_identity(data: DataSettings) -> str:
+    """What the data is, not where it lies: a hash of the split files, classes.json and the file
+    names they resolve to, so moving the folder or the checkout keeps the run hash."""
+    if data.path is None:
+        return "synthetic"
+    root, digest = Path(data.path), hashlib.sha256()
+    for rel in ("classes.json", f"splits/{data.train_split}.txt", f"splits/{data.val_split}.txt",
+                f"ImageSets/Segmentation/{data.train_split}.txt", f"ImageSets/Segmentation/{data.val_split}.txt"):
+        if (root / rel).is_file():
+            digest.update(rel.encode() + b"\0" + (root / rel).read_bytes() + b"\0")
+    for sub in ("images", "JPEGImages", "masks", "SegmentationClass"):
+        if (root / sub).is_dir():  # names and sizes: cheap, and catch replaced files
+            for f in sorted((root / sub).iterdir()):
+                digest.update(f"{sub}/{f.name}:{f.stat().st_size}\n".encode())
+    return digest.hexdigest()[:12]
+
+
+def class_frequencies(dataset: Dataset, num_classes: int, ignore: int) -> np.ndarray:
+    """Per class: its pixel count / pixels of the images where it appears (SegNet's freq(c))."""
+    pixels, image_pixels = np.zeros(num_classes), np.zeros(num_classes)
+    for index in range(len(dataset)):  # type: ignore[arg-type]
+        _, mask = dataset[index]
+        labels = mask[mask != ignore].numpy()
+        counts = np.bincount(labels, minlength=num_classes)[:num_classes]
+        pixels += counts
+        image_pixels += (counts > 0) * labels.size
+    return np.where(image_pixels > 0, pixels / np.maximum(image_pixels, 1), 0.0)
+
+
+def class_weights(kind: str, freq: np.ndarray) -> list[float]:
+    """median_frequency: median(f)/f_c (Eigen & Fergus; SegNet); inverse_sqrt: 1/sqrt(f_c) scaled to
+    mean 1 over present classes. Absent classes get weight 0 (they never appear in the loss)."""
+    present = freq > 0
+    if not present.any():
+        raise DataError("class weights: the training split has no labelled pixels")
+    if kind == "median_frequency":
+        weights = np.where(present, np.median(freq[present]) / np.where(present, freq, 1), 0.0)
+    else:
+        raw = np.where(present, 1 / np.sqrt(np.where(present, freq, 1)), 0.0)
+        weights = raw / raw[present].mean()
+    return [float(w) for w in weights]

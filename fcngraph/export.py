@@ -36,8 +36,10 @@ def class_names(spec: Spec) -> list[str]:
     return list(names) if names else [f"class_{i}" for i in range(spec.num_classes)]
 
 
-def deploy_meta(spec: Spec) -> dict[str, Any]:
-    """The sidecar's content for a spec (the same dict the run-side Predictor uses)."""
+def deploy_meta(spec: Spec, classes: list[str] | None = None,
+                palette: list[list[int]] | None = None) -> dict[str, Any]:
+    """The sidecar's content for a spec (the same dict the run-side Predictor uses); `classes` and
+    `palette` from a checkpoint win over what the spec's data folder says."""
     from .data import CAFFE_BGR_MEAN, palette_of
     from .shapes import valid_sizes
 
@@ -47,8 +49,9 @@ def deploy_meta(spec: Spec) -> dict[str, Any]:
     return {
         "format": SIDECAR_FORMAT,
         "spec": spec.name, "spec_hash": spec.digest(), "num_classes": spec.num_classes,
-        "classes": class_names(spec),
-        "palette": [list(c) for c in palette_of(d, spec.num_classes)],
+        "classes": list(classes) if classes else class_names(spec),
+        "palette": [list(c) for c in (palette or palette_of(d, spec.num_classes))],
+        "ignore_index": d.ignore_index,
         "normalise": {"caffe_bgr": d.caffe_bgr, "mean": list(CAFFE_BGR_MEAN if d.caffe_bgr else d.mean),
                       "std": None if d.caffe_bgr else list(d.std),
                       "rule": ("RGB/255 → BGR ×255 − mean" if d.caffe_bgr else "(RGB/255 − mean) / std")},
@@ -61,26 +64,27 @@ def deploy_meta(spec: Spec) -> dict[str, Any]:
     }
 
 
-def load_model(source: Path) -> tuple[Spec, torch.nn.Module]:
-    """A spec file (fresh weights) or a run directory / checkpoint (trained weights)."""
+def load_model(source: Path) -> tuple[Spec, torch.nn.Module, dict[str, Any]]:
+    """A spec file (fresh weights) or a run directory / checkpoint (trained weights, with the
+    class names and palette the run trained with as `deploy_meta` overrides)."""
     if source.suffix == ".json":
         spec = load_spec(source)
-        return spec, compile_spec(spec).eval()
-    from .train import checkpoint_path, load_checkpoint
+        return spec, compile_spec(spec).eval(), {}
+    from .train import checkpoint_path, load_checkpoint, restore_model
 
-    state = load_checkpoint(checkpoint_path(source))
-    spec = load_spec(state["spec"])
-    model = compile_spec(spec).eval()
-    model.load_state_dict(state["model"])
-    return spec, model
+    path = checkpoint_path(source)
+    state = load_checkpoint(path)
+    spec, model = restore_model(state, path)
+    extras = {key: state[key] for key in ("classes", "palette") if state.get(key)}
+    return spec, model.eval(), extras
 
 
 def export_onnx(spec: Spec, path: Path, size: tuple[int, int] = (224, 224), opset: int = 17,
-                model: torch.nn.Module | None = None) -> Path:
+                model: torch.nn.Module | None = None, extras: dict[str, Any] | None = None) -> Path:
     """Write the model (eval mode; fresh weights unless `model` is given) to `path` and its
-    sidecar beside it; returns `path`."""
+    sidecar beside it (`extras`: a checkpoint's classes/palette); returns `path`."""
     model = model if model is not None else compile_spec(spec).eval()
-    meta = deploy_meta(spec)
+    meta = deploy_meta(spec, **(extras or {}))
     try:
         data = onnx_bytes(model, spec.input.channels, size, opset)
     except FcngraphError as exc:

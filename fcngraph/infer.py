@@ -191,13 +191,16 @@ class Predictor:
         return [tuple(c) for c in self.meta["palette"]]
 
     def normalise(self, rgb: np.ndarray) -> np.ndarray:
-        """RGB uint8 [H, W, 3] → float32 [3, H, W], as training normalised it."""
-        x = rgb.astype(np.float32).transpose(2, 0, 1) / 255  # [3, H, W]
+        """RGB uint8 [H, W, 3] (or grey [H, W]) → float32 [C, H, W], as training normalised it."""
+        planes = rgb[..., None] if rgb.ndim == 2 else rgb  # [H, W, C]
+        x = planes.astype(np.float32).transpose(2, 0, 1) / 255  # [C, H, W]
         norm = self.meta["normalise"]
         if norm["caffe_bgr"]:  # Caffe: BGR, 0..255, minus the BGR mean
             return x[::-1] * 255 - np.asarray(norm["mean"], np.float32)[:, None, None]
-        return (x - np.asarray(norm["mean"], np.float32)[:, None, None]) / np.asarray(
-            norm["std"], np.float32)[:, None, None]
+        mean, std = np.asarray(norm["mean"], np.float32), np.asarray(norm["std"], np.float32)
+        if len(mean) != x.shape[0]:  # RGB statistics on a grey image: their average, as training did
+            mean, std = np.full(x.shape[0], mean.mean(), np.float32), np.full(x.shape[0], std.mean(), np.float32)
+        return (x - mean[:, None, None]) / std[:, None, None]
 
     def scores(self, rgb: np.ndarray) -> np.ndarray:
         """Class scores [K, H, W] for an image of any size (padded in, cropped out)."""

@@ -33,7 +33,9 @@ class TrainSettings(BaseModel):
     loss: Literal["ce", "dice", "ce+dice"] = Field("ce", description="Loss function.")
     reduction: Literal["mean", "sum"] = Field(
         "mean", description="Mean over pixels, or sum as the FCN reference (normalize: false).")
-    class_weights: list[float] | None = Field(None, description="Per-class cross-entropy weights.")
+    class_weights: list[float] | Literal["median_frequency", "inverse_sqrt"] | None = Field(
+        None, description="Per-class cross-entropy weights: a list (one per class), or computed once from the "
+                          "training split: median_frequency (SegNet: median(f)/f_c) or inverse_sqrt (1/sqrt(f_c)).")
     amp: Literal["none", "bf16", "fp16"] = Field("none", description="Mixed precision (CUDA).")
     seed: int = Field(0, description="Seed for weights, data order and augmentation.")
     init: str | None = Field(None, description="Weights to start from: a run directory, a checkpoint or a "
@@ -43,6 +45,8 @@ class TrainSettings(BaseModel):
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
     workers: int = Field(0, ge=0, description="DataLoader worker processes.")
     eval_every: int = Field(1, ge=1, description="Validate every N epochs.")
+    threads: int = Field(0, ge=0, description="torch CPU threads; 0: torch's default (set 1-2 when several "
+                                              "runs share a machine: they then run side by side ~N× faster).")
 
 
 class DataSettings(BaseModel):
@@ -56,8 +60,16 @@ class DataSettings(BaseModel):
     size: int = Field(64, ge=16, description="Synthetic set: image side in pixels.")
     train_samples: int = Field(384, ge=1, description="Synthetic set: training images.")
     val_samples: int = Field(96, ge=1, description="Synthetic set: validation images.")
-    mean: tuple[float, float, float] = Field((0.485, 0.456, 0.406), description="Per-channel mean (0..1).")
-    std: tuple[float, float, float] = Field((0.229, 0.224, 0.225), description="Per-channel std (0..1).")
+    mean: tuple[float, ...] = Field((0.485, 0.456, 0.406), min_length=1,
+                                    description="Per-channel mean (0..1), one value per input channel.")
+    std: tuple[float, ...] = Field((0.229, 0.224, 0.225), min_length=1,
+                                   description="Per-channel std (0..1), one value per input channel.")
+    pad: bool = Field(True, description="Pad inputs (bottom/right) to the next size the spec maps to itself "
+                                        "and crop the scores back; false: sizes that do not fit are an error.")
+    cache: bool = Field(True, description="Keep decoded images in memory (decoded once, when the data is "
+                                          "checked); false for datasets larger than memory.")
+    max_pixels: int = Field(40_000_000, ge=1, description="Largest image (width x height) read; larger files "
+                                                         "are refused before decoding (decompression bombs).")
     caffe_bgr: bool = Field(False, description="Caffe parity: BGR order, 0..255, BGR mean, no std.")
     ignore_index: int = Field(255, description="Label that marks pixels to ignore.")
 
@@ -65,4 +77,6 @@ class DataSettings(BaseModel):
     def _positive_std(self) -> DataSettings:
         if min(self.std) <= 0:
             raise ValueError("std must be positive")
+        if len(self.mean) != len(self.std):
+            raise ValueError(f"mean has {len(self.mean)} values, std {len(self.std)}")
         return self

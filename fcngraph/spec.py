@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, create_model, model_validator
 
 from .errors import SpecError
 from .expand import expand
@@ -49,6 +49,18 @@ class Spec(BaseModel):
     data: DataSettings = Field(default_factory=DataSettings, description="Dataset settings.")
 
     _file: str | None = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _settings_fit_the_graph(self) -> Spec:
+        """Settings that must agree with the graph: one mean/std value and one class weight each."""
+        channels = self.input.channels
+        explicit = {"mean", "std"} & self.data.model_fields_set  # the RGB defaults adapt (data.normalise)
+        if explicit and len(self.data.mean) != channels and not self.data.caffe_bgr:
+            raise ValueError(f"data.mean/std have {len(self.data.mean)} values, input.channels is {channels}")
+        weights = self.train.class_weights
+        if isinstance(weights, list) and len(weights) != self.num_classes:
+            raise ValueError(f"train.class_weights has {len(weights)} values, num_classes is {self.num_classes}")
+        return self
     _origins: dict[str, str] = PrivateAttr(default_factory=dict)
     _paths: dict[str, str] = PrivateAttr(default_factory=dict)  # block nodes → their definition
     _instances: dict[str, str] = PrivateAttr(default_factory=dict)  # block copy id prefix → block name

@@ -1,0 +1,80 @@
+"""Spec + data sizes → the size contract: which input sides a model runs on with output = input,
+and a wrapper that pads inputs up to the next such side and crops the scores back.
+
+Inputs are padded after normalisation with zeros (= the mean), so padding adds no signal; labels
+never see the pad because the scores are cropped back to the label size.
+"""
+
+from __future__ import annotations
+
+import bisect
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+
+from .errors import DataError
+from .shapes import analyze, valid_sizes
+from .spec import Spec
+
+SCAN = 2048  # largest side looked at; larger images need --tile
+
+
+@lru_cache(maxsize=32)
+def _same_size_sides(canonical_json: str) -> tuple[tuple[int, ...], str]:
+    from .spec import load_spec
+
+    rule = valid_sizes(analyze(load_spec(__import__("json").loads(canonical_json))), SCAN)
+    same = [n for n in rule.exact if rule.outputs[n] == n] or [n for n, o in rule.outputs.items() if o == n]
+    return tuple(sorted(same)), rule.describe()
+
+
+def same_size_sides(spec: Spec) -> tuple[tuple[int, ...], str]:
+    """Sides where output = input (exact ones first), and the rule in words."""
+    import json
+
+    return _same_size_sides(json.dumps(spec.canonical(), sort_keys=True))
+
+
+def next_side(spec: Spec, n: int) -> int:
+    """The smallest side ≥ n the model maps to itself; a one-line error naming the rule otherwise."""
+    sides, rule = same_size_sides(spec)
+    i = bisect.bisect_left(sides, n)
+    if i == len(sides):
+        raise DataError(f"spec '{spec.name}': no input side ≥ {n} gives output = input ({rule}); "
+                        "use a spec whose output matches its input, or --tile for large images")
+    return sides[i]
+
+
+def check_sizes(spec: Spec, sizes: set[tuple[int, int]], pad: bool, what: str) -> None:
+    """Before training/evaluating: every (H, W) must be valid, or paddable when `pad` is on."""
+    sides, rule = same_size_sides(spec)
+    valid = set(sides)
+    bad = sorted({s for s in sizes if s[0] not in valid or s[1] not in valid})
+    if not bad:
+        return
+    if pad:
+        for h, w in bad:
+            next_side(spec, h), next_side(spec, w)
+        return
+    shown = ", ".join(f"{w}x{h}" for h, w in bad[:3])
+    near = ", ".join(f"{next_side(spec, w)}x{next_side(spec, h)}" for h, w in bad[:3])
+    raise DataError(f"{what}: image size(s) {shown} not valid for spec '{spec.name}' ({rule}); nearest "
+                    f"valid: {near}; set data.pad: true to pad inputs and crop outputs back")
+
+
+class PadToValid(torch.nn.Module):
+    """model(x) for any H×W: pad x (bottom/right, zeros) to the next valid side, crop scores back."""
+
+    def __init__(self, model: torch.nn.Module, spec: Spec) -> None:
+        super().__init__()
+        self.model, self.spec = model, spec
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        ph, pw = next_side(self.spec, h), next_side(self.spec, w)
+        padded = F.pad(x, (0, pw - w, 0, ph - h))  # [B, C, ph, pw]
+        scores = self.model(padded)  # [B, K, ph, pw], or (main, *aux) in train mode
+        if isinstance(scores, tuple):
+            return tuple(s[..., :h, :w] for s in scores)
+        return scores[..., :h, :w]  # [B, K, h, w]
