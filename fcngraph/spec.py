@@ -54,8 +54,9 @@ class Spec(BaseModel):
     def _settings_fit_the_graph(self) -> Spec:
         """Settings that must agree with the graph: one mean/std value and one class weight each."""
         channels = self.input.channels
-        explicit = {"mean", "std"} & self.data.model_fields_set  # the RGB defaults adapt (data.normalise)
-        if explicit and len(self.data.mean) != channels and not self.data.caffe_bgr:
+        defaults = DataSettings()  # the RGB defaults adapt to any channel count (data.normalise)
+        own = (self.data.mean, self.data.std) != (defaults.mean, defaults.std)
+        if own and len(self.data.mean) != channels and not self.data.caffe_bgr:
             raise ValueError(f"data.mean/std have {len(self.data.mean)} values, input.channels is {channels}")
         weights = self.train.class_weights
         if isinstance(weights, list) and len(weights) != self.num_classes:

@@ -14,6 +14,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -305,9 +306,13 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
     """What a checkpoint file holds (a file that cannot be read is a one-line error);
     weights_only=True refuses pickles that would run code."""
     try:
-        state = torch.load(path, map_location=device, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about foreign pickles before refusing them
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch/pickle raise many types for corrupt or unsafe files
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if "weights_only" in first or "Weights only" in first:
+            first = "it holds Python objects other than tensors; refused, as loading them could run code"
         raise TrainingError(f"{path}: cannot load checkpoint ({first[:200]})") from None
     return state
 
