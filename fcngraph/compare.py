@@ -168,48 +168,42 @@ def predictions(record: RunRecord, splits: Splits, indices: list[int]) -> list[t
 
 
 # -- seeds, per-image counts, parallel runs --------------------------------------------------------
-def image_ids(splits: Splits) -> list[str]:
-    """Validation image ids: sample stems of a folder dataset, positions of the synthetic set."""
-    samples = getattr(getattr(splits.val, "base", splits.val), "samples", None)
-    if isinstance(samples, list):  # a folder dataset's Sample list (the synthetic set holds a count)
-        return [sample.mask.stem for sample in samples]
-    return [f"val-{i:05d}" for i in range(len(splits.val))]
-
-
 @torch.no_grad()
 def per_image_counts(record: RunRecord, splits: Splits) -> dict[str, Any] | None:
     """Per validation image and class: tp, ground-truth and predicted pixels (int64 [N, C]) and ids,
-    from the run's final checkpoint; cached in <run>/per_image_val.npz. (Stand-in for data-eval's
-    `load_per_image(run_dir, "val")`, which writes the same arrays during evaluation.)"""
+    of the run's final weights (last.pt), which its summary's scores come from. Training writes them
+    at every validation (<run>/per-image-<val split>.npz); older runs are scored once here and cached."""
     import numpy as np
 
+    from .evaluate import load_per_image
     from .metrics import ConfusionMatrix
-    from .stats import load_npz
+    from .sizing import PadToValid
 
-    cache = record.path / "per_image_val.npz"
+    if record.spec is None:
+        return None
+    cache = record.path / f"per-image-{record.spec.data.val_split}.npz"
     if cache.is_file():
-        return load_npz(cache)
-    # the final weights, which the summary's scores come from (best.pt was picked on these images)
+        counts = load_per_image(record.path, record.spec.data.val_split)
+        return {"ids": counts["stems"], "tp": counts["tp"], "gt": counts["gt"], "pred": counts["pred"]}
     path = record.path / "last.pt" if (record.path / "last.pt").is_file() else record.checkpoint()
-    if path is None or record.spec is None:
+    if path is None:
         return None
     model = compile_spec(record.spec).eval()
     model.load_state_dict(load_checkpoint(path)["model"])
+    net = PadToValid(model, record.spec)  # any image size, as training evaluated it
     rows = []
-    for i in range(len(splits.val)):
-        image, mask = splits.val[i]  # [3, H, W], [H, W]
-        confusion = ConfusionMatrix(record.spec.num_classes, ignore_index=record.spec.data.ignore_index)
-        confusion.update(model(image[None]).argmax(1)[0], mask)
-        m = confusion.matrix
-        rows.append(torch.stack([m.diag(), m.sum(1), m.sum(0)]))  # [3, C]
+    with torch.inference_mode():
+        for i in range(len(splits.val)):
+            image, mask = splits.val[i]  # [C, H, W], [H, W]
+            confusion = ConfusionMatrix(record.spec.num_classes, ignore_index=record.spec.data.ignore_index)
+            confusion.update(net(image[None]).argmax(1)[0], mask)
+            m = confusion.matrix
+            rows.append(torch.stack([m.diag(), m.sum(1), m.sum(0)]))  # [3, C]
     counts = torch.stack(rows).numpy()  # [N, 3, C]
-    arrays = {"ids": np.array(image_ids(splits)), "tp": counts[:, 0], "gt": counts[:, 1], "pred": counts[:, 2]}
-
-    def write(handle) -> None:
-        np.savez_compressed(handle, **arrays)
-
-    atomic_write(cache, write)
-    return arrays
+    ids = np.array(splits.val_stems)
+    arrays = {"stems": ids, "tp": counts[:, 0], "gt": counts[:, 1], "pred": counts[:, 2]}
+    atomic_write(cache, lambda handle: np.savez_compressed(handle, **arrays))
+    return {"ids": ids, "tp": arrays["tp"], "gt": arrays["gt"], "pred": arrays["pred"]}
 
 
 def _train_one(spec_data: dict[str, Any], runs_root: str, threads: int) -> None:

@@ -317,10 +317,11 @@ def _picks(records: list[RunRecord], comparison) -> list[tuple[int, str]] | None
     """Rule-chosen images when statistics were computed (their per-image counts are cached)."""
     if comparison is None:
         return None
-    from .stats import load_npz
+    from .evaluate import load_per_image
 
-    per_image = {r.name: load_npz(r.path / "per_image_val.npz") for r in records
-                 if r.name in comparison.summaries and (r.path / "per_image_val.npz").is_file()}
+    per_image = {r.name: load_per_image(r.path, r.spec.data.val_split) for r in records
+                 if r.name in comparison.summaries and r.spec is not None
+                 and (r.path / f"per-image-{r.spec.data.val_split}.npz").is_file()}
     if comparison.baseline not in per_image:
         return None
     return pick_images(per_image, comparison.baseline, list(comparison.classes))
