@@ -7,8 +7,10 @@ sizes (one not a multiple of the total stride where the net allows it), and each
 import pytest
 import torch
 
+from fcngraph.cli import main
 from fcngraph.compile import compile_spec
 from fcngraph.errors import SpecError
+from fcngraph.memory import activation_bytes
 from fcngraph.shapes import analyze, valid_sizes
 from fcngraph.spec import load_spec
 
@@ -162,3 +164,14 @@ def test_deeplab_largefov_has_output_stride_8_and_a_large_field_of_view():
     nodes = analyze(spec("deeplab-largefov-vgg16")).nodes
     assert nodes["fc8"].coord.scale == 8
     assert nodes["fc6"].coord.rf > 200  # fc6's dilation 12 at stride 8 spans 2 * 12 * 8 input pixels
+
+
+@pytest.mark.parametrize("name", sorted(PARAMS))
+def test_show_prints_each_spec(name, capsys):
+    assert main(["show", str(SPECS / f"{name}.json"), "--size", "64"]) == 0
+    assert f"total: {PARAMS[name]:,} params" in capsys.readouterr().out
+
+
+def test_memory_estimate_takes_norm_and_act_per_layer():
+    bytes_ = activation_bytes(analyze(spec("segnet-vgg16"), (32, 32)))
+    assert bytes_["dec1"] == (2 * 64 + 11) * 32 * 32 * 4  # conv + BN (ReLU in place), then a bare conv
