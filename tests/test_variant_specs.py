@@ -9,12 +9,14 @@ import torch
 
 from fcngraph.cli import main
 from fcngraph.compile import compile_spec
+from fcngraph.diagram import layout, to_dot
 from fcngraph.errors import SpecError
 from fcngraph.memory import activation_bytes
 from fcngraph.shapes import analyze, valid_sizes
 from fcngraph.spec import load_spec
 
 from .conftest import SPECS
+from .diagram_nets import shuffled
 from .handwritten_variant_nets import (
     AttentionUNet,
     DeepLabLargeFOV,
@@ -175,3 +177,29 @@ def test_show_prints_each_spec(name, capsys):
 def test_memory_estimate_takes_norm_and_act_per_layer():
     bytes_ = activation_bytes(analyze(spec("segnet-vgg16"), (32, 32)))
     assert bytes_["dec1"] == (2 * 64 + 11) * 32 * 32 * 4  # conv + BN (ReLU in place), then a bare conv
+
+
+MEDIAN_FREQUENCY = [0.281, 0.202, 4.775, 0.148, 1.0, 0.422, 3.852, 1.971, 0.788, 6.367, 8.859]  # fact file
+
+
+def test_segnet_trains_with_the_camvid_median_frequency_weights():
+    train = spec("segnet-vgg16").train
+    assert train.class_weights == MEDIAN_FREQUENCY and (train.optimizer, train.lr) == ("sgd", 0.1)
+
+
+MIRRORS = {  # encoder node → decoder node drawn on the same row of the U
+    "unet-bilinear": {"inc": "up4", "down1": "up3", "down2": "up2", "down3": "up1"},
+    "attention-unet": {"enc1": "dec1", "enc2": "dec2", "enc3": "dec3", "enc4": "dec4"},
+    "unetplusplus": {"x0_0": "x0_4", "x1_0": "x1_3", "x2_0": "x2_2", "x3_0": "x3_1"},
+    "segnet-vgg16": {f"enc{i}": f"dec{i}" for i in range(1, 6)},
+}
+
+
+@pytest.mark.parametrize("name", sorted(MIRRORS))
+def test_drawn_as_a_u_whatever_the_node_order(name):
+    data = spec(name).canonical()
+    drawn = {to_dot(layout(analyze(load_spec(shuffled(data, seed))), compact=False)).source for seed in range(3)}
+    assert len(drawn) == 1
+    boxes = layout(analyze(spec(name))).boxes
+    for enc, dec in MIRRORS[name].items():
+        assert boxes[enc].level == boxes[dec].level and boxes[enc].column < boxes[dec].column
