@@ -156,9 +156,10 @@ def test_attention_unet_rejects_a_side_that_is_no_multiple_of_16_in_one_line():
 def test_attention_unet_is_unet_padded_plus_four_gates():
     padded, attention = spec("unet-padded"), spec("attention-unet")
     added = set(attention.nodes) - set(padded.nodes)
-    assert added == {f"att{i}.{part}" for i in range(1, 5) for part in ("w_g", "w_x", "sum", "psi", "gated")}
-    assert set(padded.nodes) <= set(attention.nodes)
-    assert attention.nodes["cat4"].inputs == ["att4.gated", "up4"]
+    assert added == {f"att{i}.{part}" for i in range(1, 5) for part in ("w_g", "w_x", "sum", "psi", "gated", "cat")}
+    assert set(padded.nodes) - set(attention.nodes) == {"cat1", "cat2", "cat3", "cat4"}  # now in the gate block
+    assert attention.nodes["att4.cat"].inputs == ["att4.gated", "up4"]
+    assert attention.nodes["dec4"].inputs == ["att4.cat"]
     assert attention.nodes["att2.gated"].inputs == ["enc2", "att2.psi"]  # the skip times its gate
 
 
