@@ -18,12 +18,15 @@ FLOAT = 4  # bytes per float32 element
 INPLACE_ACTS = {"relu", "leaky_relu", "silu", "elu", "none"}  # built in place (ops/conv.py)
 
 
+def _tensors_per_layer(layer: Any) -> int:
+    """A conv layer's output, its norm's output, a non-in-place activation's output (`norm` and
+    `act` may differ per layer of a stack)."""
+    return 1 + (layer.norm != "none") + (layer.act not in INPLACE_ACTS)
+
+
 def _tensors_per_output(op: Any) -> float:
     """Output-sized tensors a node makes, in float32 units (int64 indices count 2, bool 1/4)."""
     name = op.name
-    if name == "conv":
-        per_layer = 1 + (op.norm != "none") + (op.act not in INPLACE_ACTS)
-        return per_layer  # scaled by each layer's own size in `node_bytes`
     if name == "pool":
         return 1 + (2 if op.mode == "max" else 0)  # output + int64 argmax indices
     if name == "dropout":
@@ -47,7 +50,7 @@ def node_bytes(analysis: Analysis, node: str, batch: int = 1) -> int:
         (h, w), total = analysis.nodes[op.inputs[0]].size, 0
         for layer in op.layers(analysis.nodes[op.inputs[0]].channels):
             h, w = (window_length(n, layer.kernel, layer.stride, layer.pad, layer.dilation) for n in (h, w))
-            total += layer.cout * h * w * _tensors_per_output(op)
+            total += layer.cout * h * w * _tensors_per_layer(layer)
         return int(batch * total * FLOAT)
     return int(batch * info.channels * info.size[0] * info.size[1] * _tensors_per_output(op) * FLOAT)
 
