@@ -217,7 +217,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     flip, scales = parse_tta(args.tta)
     how = Inference(flip, scales, args.tile, args.overlap)
     data = str(Path(args.data).resolve()) if args.data else None
-    result = evaluate_run(Path(args.source), args.split, data, how, args.checkpoint, args.device)
+    result = evaluate_run(Path(args.source), args.split, data, how, args.checkpoint, args.device, args.backend)
     print(table(result))
     return 0
 
@@ -416,6 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", choices=["best", "last"], default="best",
                    help="Which checkpoint of a run directory to score.")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N.")
+    p.add_argument("--backend", choices=["torch", "onnxruntime"], default=None,
+                   help="Inference backend (default: the fastest installed, onnxruntime if present; torch on "
+                   "CUDA). Scores agree across backends within float noise.")
 
     p = _add(sub, "predict", cmd_predict, "Write palette PNG masks and overlays for images.")
     p.add_argument("source", help="Run directory (uses best.pt), checkpoint file, or exported .onnx "

@@ -139,13 +139,17 @@ def gflops(spec: Spec, size: tuple[int, int]) -> float:
         return math.nan  # the model does not run at that size
 
 
-def latency_ms(record: RunRecord, size: tuple[int, int], device: str = "cpu") -> float:
-    """Median batch-1 forward time at `size`, measured once and cached in the run directory."""
+def latency_ms(record: RunRecord, size: tuple[int, int], device: str = "cpu", backend: str | None = None) -> float:
+    """Median batch-1 forward time at `size` on the inference backend `eval`/`predict` use by
+    default (onnxruntime when installed), measured once and cached in the run directory."""
+    from .infer import default_backend, on_backend
+
+    backend = backend or ("torch" if device != "cpu" else default_backend())
     cache_path = record.path / "latency.json"
-    key = f"{device}:{size[0]}x{size[1]}:threads={torch.get_num_threads()}"
+    key = f"{device}:{backend}:{size[0]}x{size[1]}:threads={torch.get_num_threads()}"
     cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
     if key not in cache:
-        model = compile_spec(record.spec, device).eval()
+        model = on_backend(compile_spec(record.spec, device).eval(), backend, record.spec.input.channels, device)
         x = torch.randn(1, record.spec.input.channels, *size, device=device)  # [1, C, H, W]
         step = forward_step(model, x)
         first = alternate({"forward": step}, 1, torch.device(device), warmup=2)["forward"][0] / 1e3
@@ -162,9 +166,12 @@ def predictions(record: RunRecord, splits: Splits, indices: list[int]) -> list[t
     path = record.checkpoint()
     if path is None:
         return None
+    from .sizing import PadToValid
+
     model = compile_spec(record.spec).eval()
     model.load_state_dict(load_checkpoint(path)["model"])
-    return [model(splits.val[i][0][None]).argmax(1)[0] for i in indices]  # each [H, W]
+    net = PadToValid(model, record.spec)  # any image size, as training evaluated it
+    return [net(splits.val[i][0][None]).argmax(1)[0] for i in indices]  # each [H, W]
 
 
 # -- seeds, per-image counts, parallel runs --------------------------------------------------------

@@ -176,8 +176,10 @@ def split_dataset(spec: Spec, split: str, data_path: str | None, skip_bad: bool 
 
 
 def evaluate_run(source: Path, split: str = "val", data_path: str | None = None, how: Inference = Inference(),
-                 which: str = "best", device: str = "cpu") -> dict[str, Any]:
-    """Score a run's checkpoint on a split; write eval-<split>[-tta].json, a per-image CSV and npz."""
+                 which: str = "best", device: str = "cpu", backend: str | None = None) -> dict[str, Any]:
+    """Score a run's checkpoint on a split; write eval-<split>[-tta].json, a per-image CSV and npz.
+    `backend`: torch or onnxruntime (None: the fastest installed; scores agree within float noise)."""
+    from .infer import on_backend
     from .train import checkpoint_path, load_checkpoint, restore_model
 
     ckpt = checkpoint_path(Path(source), which)
@@ -189,12 +191,14 @@ def evaluate_run(source: Path, split: str = "val", data_path: str | None = None,
     dataset, stems, classes = split_dataset(spec, split, data_path)
     loader = DataLoader(dataset, batch_size=1, shuffle=False,
                         collate_fn=lambda b: pad_collate(b, spec.data.ignore_index))
-    confusion, per_image = score_loader(PadToValid(model, spec), loader, spec.num_classes, device,
+    net = on_backend(model, backend, spec.input.channels, device)
+    confusion, per_image = score_loader(PadToValid(net, spec), loader, spec.num_classes, device,
                                         spec.data.ignore_index, stems, how)
     scores = confusion.compute()
     run_dir = ckpt.parent
     tag = f"{split}-tta" if how.tta else split
     result = {"spec": spec.name, "checkpoint": ckpt.name, "epoch": int(state.get("epoch", -1)) + 1,
+              "backend": "torch" if net is model else "onnxruntime",
               "split": split, "data": str(data_path or spec.data.path or "synthetic"), "images": len(stems),
               "tta": {"flip": how.flip, "scales": list(how.scales)}, "tile": how.tile, "overlap": how.overlap,
               "classes": list(classes), **scores, "confusion": confusion.matrix.tolist()}

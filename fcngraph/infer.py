@@ -137,6 +137,26 @@ def make_runner(model: torch.nn.Module | Path, backend: str | None = None, *, ch
     return torch_runner(model, options)
 
 
+class RunnerModule(torch.nn.Module):
+    """A runner seen as a module on tensors, so code written for a model (padding, tiles, TTA)
+    runs on any backend: scores = runner(x), as float32 tensors on the CPU."""
+
+    def __init__(self, runner: Runner) -> None:
+        super().__init__()
+        self.runner = runner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(self.runner(x.float().cpu().numpy())))  # [B, K, H, W]
+
+
+def on_backend(model: torch.nn.Module, backend: str | None, channels: int, device: str = "cpu") -> torch.nn.Module:
+    """`model` itself on the torch path (or on a GPU), else wrapped to run on `backend`."""
+    backend = backend or ("torch" if device != "cpu" else default_backend())
+    if backend == "torch":
+        return model
+    return RunnerModule(make_runner(model.eval(), backend, channels=channels, options=TorchOptions(device)))
+
+
 # -- deployment: normalisation, size fitting, palette -------------------------------------------
 @dataclass(frozen=True)
 class SizeFit:

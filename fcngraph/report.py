@@ -71,6 +71,17 @@ class Report:
     notes: list[str]
 
 
+def eval_columns(run_dir: Path) -> dict[str, float]:
+    """'mIoU (test)', 'mIoU (test-tta)', ... from the run's eval-<split>[-tta].json files."""
+    columns = {}
+    for path in sorted(run_dir.glob("eval-*.json")) if run_dir.is_dir() else []:
+        try:
+            columns[f"mIoU ({path.stem[len('eval-'):]})"] = float(json.loads(path.read_text())["miou"])
+        except (OSError, ValueError, KeyError, TypeError):  # a broken file is left out, not fatal
+            continue
+    return columns
+
+
 def _row(record: RunRecord, size: tuple[int, int] | None, reference: list[str]) -> dict:
     s, spec = record.scores, record.spec
     note = record.note
@@ -79,7 +90,9 @@ def _row(record: RunRecord, size: tuple[int, int] | None, reference: list[str]) 
                                              f"{len(reference)}: scores not comparable"]))
     return {
         "variant": record.name, "status": record.status, "note": note,
-        "mIoU": s.get("miou", math.nan), "pixel acc": s.get("pixel_acc", math.nan),
+        "mIoU": s.get("miou", math.nan), "best mIoU": s.get("best_miou", math.nan),
+        "best epoch": s.get("best_epoch", math.nan), **eval_columns(record.path),
+        "pixel acc": s.get("pixel_acc", math.nan),
         "mean acc": s.get("mean_acc", math.nan), "f.w. IoU": s.get("fwiou", math.nan),
         "params (M)": analyze(spec).params / 1e6 if spec else math.nan,
         "GFLOPs": gflops(spec, size) if spec and size else math.nan,
@@ -107,22 +120,30 @@ def build_report(records: list[RunRecord], sizes: dict[str, tuple[int, int]]) ->
     return Report(results.reset_index(drop=True), table.rename_axis("class"), notes)
 
 
-def _display(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Display strings, and where to bold: the best value of each score and cost column among
-    complete runs (highest score, lowest cost)."""
+def _display(results: pd.DataFrame, comparison=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Display strings, and where to bold: the lowest cost among complete runs; for scores, the
+    best value — but with statistics (`comparison`), mIoU only for a significant leader and the
+    other scores, which have no test, never."""
     complete = results["status"] == "complete"
     shown, bold = results.astype(object).copy(), pd.DataFrame(False, results.index, results.columns)
-    for column, fmt in NUMBER_FORMATS.items():
+    formats = {**NUMBER_FORMATS, **{c: "{:.4f}" for c in results.columns if "mIoU" in c},
+               "best epoch": "{:.0f}"}
+    for column, fmt in formats.items():
+        if column not in results:
+            continue
         values = results[column]
-        best = values[complete].max() if column in SCORE_COLUMNS else values[complete].min()
         shown[column] = ["—" if pd.isna(v) else fmt.format(v) for v in values]
-        if column in SCORE_COLUMNS + COST_COLUMNS:
-            bold[column] = complete & (values == best)
+        if column in COST_COLUMNS:
+            bold[column] = complete & (values == values[complete].min())
+        elif column in SCORE_COLUMNS and comparison is None:
+            bold[column] = complete & (values == values[complete].max())
+    if comparison is not None and len(comparison.leaders) == 1:
+        bold["mIoU"] = complete & (results["variant"] == comparison.leaders[0])
     return shown.fillna(""), bold
 
 
-def markdown_tables(report: Report) -> tuple[str, str]:
-    shown, bold = _display(report.results)
+def markdown_tables(report: Report, comparison=None) -> tuple[str, str]:
+    shown, bold = _display(report.results, comparison)
     results = shown.mask(bold, "**" + shown.astype(str) + "**")
     per_class = report.per_class.map(lambda v: "—" if pd.isna(v) else f"{v:.4f}")
     return results.to_markdown(index=False), per_class.to_markdown()
@@ -382,6 +403,16 @@ def statistics_csv(comparison) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def table_caption(comparison) -> str:
+    """Which split and checkpoint every number comes from, and what bold means."""
+    bold = ("mIoU in bold only for a variant significantly ahead of every other (see Statistics); lowest "
+            "cost in bold" if comparison is not None else "the best value of each column (complete runs) in bold")
+    return ("Sorted by validation mIoU. mIoU, pixel acc, mean acc, f.w. IoU: validation split, last epoch "
+            "(last.pt); best mIoU / best epoch: the epoch best.pt holds; mIoU (<split>): `fcngraph eval` on that "
+            f"split (best.pt unless the eval file says otherwise). {bold[0].upper() + bold[1:]}. Latency: batch 1 "
+            "forward at the eval size on the default inference backend, on the machine that wrote the report.")
+
+
 def leader_line(comparison) -> str:
     if len(comparison.leaders) == 1:
         return f"Best: {comparison.leaders[0]} (significantly ahead of every other variant; shown in bold)."
@@ -471,9 +502,8 @@ def write_report(records: list[RunRecord], out_dir: Path, title: str = "fcngraph
 
 def _markdown(report: Report, title: str, figures: dict[str, bytes], diagrams: dict[str, str | None],
               comparison=None) -> str:
-    results, per_class = markdown_tables(report)
-    parts = [f"# {title}", "", "Sorted by validation mIoU; the best value of each column (complete runs) in bold. "
-             "Latency: batch 1 forward at the eval size on the machine that wrote the report.", "", results, ""]
+    results, per_class = markdown_tables(report, comparison)
+    parts = [f"# {title}", "", table_caption(comparison), "", results, ""]
     parts += [f"- {note}" for note in report.notes] + ([""] if report.notes else [])
     parts += _statistics_markdown(comparison) if comparison is not None else []
     parts += ["## Per-class IoU", "", per_class, "", "## Training curves", "", "![curves](curves.png)", ""]
@@ -500,11 +530,10 @@ img{max-width:100%}"""
 
 def _html(report: Report, title: str, figures: dict[str, bytes], diagrams: dict[str, str | None],
           comparison=None) -> str:
-    results = _html_table(*_display(report.results))
+    results = _html_table(*_display(report.results, comparison))
     per_class = _html_table(report.per_class.map(lambda v: "—" if pd.isna(v) else f"{v:.4f}"), index=True)
     esc = html.escape
-    body = [f"<h1>{esc(title)}</h1>", "<p>Sorted by validation mIoU; the best value of each column "
-            "(complete runs) in bold.</p>", results]
+    body = [f"<h1>{esc(title)}</h1>", f"<p>{esc(table_caption(comparison))}</p>", results]
     body += ["<ul>" + "".join(f"<li>{esc(n)}</li>" for n in report.notes) + "</ul>"] if report.notes else []
     body += _statistics_html(comparison) if comparison is not None else []
     body += ["<h2>Per-class IoU</h2>", per_class, "<h2>Training curves</h2>",

@@ -45,10 +45,23 @@ def trained(tmp_path_factory):
     return train(tmp, SPECS / "unet-mini.json", data), data
 
 
+def test_eval_backends_agree(trained):
+    pytest.importorskip("onnxruntime")
+    run, _ = trained
+    results = {}
+    for backend in ("torch", "onnxruntime"):
+        assert main(["eval", str(run), "--checkpoint", "last", "--backend", backend]) == 0
+        results[backend] = json.loads((run / "eval-val.json").read_text())
+    assert results["onnxruntime"]["backend"] == "onnxruntime" and results["torch"]["backend"] == "torch"
+    torch_counts, ort_counts = (np.asarray(results[b]["confusion"]) for b in ("torch", "onnxruntime"))
+    # argmax may flip only where two class scores tie within float noise: a handful of pixels at most
+    assert np.abs(torch_counts - ort_counts).sum() <= 0.001 * torch_counts.sum()
+
+
 def test_eval_reproduces_validation_and_an_independent_confusion(trained, capsys):
     run, data = trained
     summary = json.loads((run / "summary.json").read_text())
-    assert main(["eval", str(run), "--checkpoint", "last"]) == 0
+    assert main(["eval", str(run), "--checkpoint", "last", "--backend", "torch"]) == 0
     assert "mIoU" in capsys.readouterr().out
     result = json.loads((run / "eval-val.json").read_text())
     assert result["miou"] == pytest.approx(summary["miou"], abs=1e-12)
@@ -289,5 +302,5 @@ def test_camvid_unet_trains_on_240x180_and_eval_matches(tmp_path):
     run = train(tmp_path, SPECS / "unet-mini.json", subset, "--set", "num_classes=11")
     summary = json.loads((run / "summary.json").read_text())
     assert summary["classes"][0] == "sky"
-    assert main(["eval", str(run), "--checkpoint", "last"]) == 0
+    assert main(["eval", str(run), "--checkpoint", "last", "--backend", "torch"]) == 0
     assert json.loads((run / "eval-val.json").read_text())["miou"] == pytest.approx(summary["miou"], abs=1e-12)

@@ -43,10 +43,12 @@ def test_compare_twice_trains_nothing_and_writes_identical_tables(compared, caps
         assert (compared / "first" / name).stat().st_size > 0, name
 
 
-def test_markdown_bolds_the_best_complete_scores(compared):
+def test_markdown_bolds_a_significant_leader_only_and_the_lowest_cost(compared):
     text = (compared / "first" / "report.md").read_text()
     results = pd.read_csv(compared / "first" / "results.csv")
-    assert f"**{results['mIoU'].max():.4f}**" in text
+    leaders = json.loads((compared / "first" / "stats.json").read_text())["leaders"]
+    for variant, miou in zip(results["variant"], results["mIoU"]):
+        assert (f"**{miou:.4f}**" in text) == (leaders == [variant])
     assert f"**{results['params (M)'].min():.2f}**" in text
     per_class = pd.read_csv(compared / "first" / "per_class.csv", index_col=0)
     assert list(per_class.index) == ["background", "box", "disc", "triangle", "line", "ring"]
