@@ -183,7 +183,7 @@ def hand_expanded_resnet(blocks: list[int]) -> dict:
                 nodes[f"{p}.downsample"] = {**conv, "in": last, "out": width, "kernel": 1, "stride": 2,
                                             "pad": 0, "act": "none"}
                 shortcut = f"{p}.downsample"
-            nodes[f"{p}.add"] = {"op": "add", "in": [f"{p}.conv2", shortcut]}
+            nodes[f"{p}.add"] = {"op": "add", "in": [f"{p}.conv2", shortcut], "act": "relu"}
             last = f"{p}.add"
     return {"name": "x", "num_classes": 1000, "nodes": nodes, "output": last}
 
@@ -205,9 +205,9 @@ def test_resnet_parameter_counts_match_torchvision():
 
 class BasicBlock(nn.Module):
     """An independent BasicBlock in torchvision's layout (conv1/bn1/conv2/bn2/downsample), written from
-    He et al.'s layer description; `relu_after_add` is off until `add` has `act` (ops branch)."""
+    He et al.'s layer description, ReLU after the residual add."""
 
-    def __init__(self, cin: int, width: int, stride: int, relu_after_add: bool = False) -> None:
+    def __init__(self, cin: int, width: int, stride: int, relu_after_add: bool = True) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(cin, width, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
