@@ -1,0 +1,106 @@
+"""The shipped ResNet-encoder specs against hand-written PyTorch nets (tests/handwritten_resnet.py)
+and the parameter counts in ../shared/reference/variants-and-data-facts.md."""
+
+import json
+
+import pytest
+import torch
+
+from fcngraph.compile import compile_spec
+from fcngraph.shapes import analyze, output_length
+from fcngraph.spec import load_spec
+
+from . import handwritten_resnet as hand
+from .conftest import SPECS
+from .handwritten_variants import copy_in_order
+
+ORACLES = {  # spec → hand-written net; blocks per stage
+    "resnet34-unet": lambda: hand.UNet([3, 4, 6, 3]),
+    "resnet18-unet": lambda: hand.UNet([2, 2, 2, 2]),
+    "linknet-resnet34": lambda: hand.LinkNet([3, 4, 6, 3]),
+    "fpn-resnet34": lambda: hand.FPN([3, 4, 6, 3]),
+    "pspnet-resnet34": lambda: hand.PSPNet([3, 4, 6, 3]),
+    "deeplabv3-resnet34": lambda: hand.DeepLabV3([3, 4, 6, 3]),
+}
+FACT_PARAMS = {  # variants-and-data-facts.md: smp Unet(resnet34) with 1 class; encoders without fc
+    "resnet34-unet": 24_436_369,
+    "encoders/resnet34": 21_284_672,
+    "encoders/resnet18": 11_176_512,
+}
+ENCODER_PARAMS = {"resnet18-unet": 11_176_512}  # the rest use ResNet-34: 21,284,672
+
+
+def spec(name):
+    return load_spec(SPECS / f"{name}.json")
+
+
+@pytest.mark.parametrize("name", sorted(FACT_PARAMS))
+def test_parameter_counts_match_the_fact_file(name):
+    assert analyze(spec(name)).params == FACT_PARAMS[name]
+
+
+def test_unet_extra_class_adds_145_parameters():
+    data = json.loads((SPECS / "resnet34-unet.json").read_text())
+    data["num_classes"], data["nodes"]["head"]["out"] = 3, 3
+    assert analyze(load_spec(data, file=SPECS / "resnet34-unet.json")).params == 24_436_369 + 2 * 145
+
+
+def test_resnet34_unet_spec_is_short():
+    assert len((SPECS / "resnet34-unet.json").read_text().splitlines()) < 60
+
+
+@pytest.mark.parametrize("name", sorted(ORACLES))
+def test_encoder_is_the_resnet_layer_table(name):
+    """Every ResNet spec carries torchvision's encoder: same parameter count, BasicBlocks ReLU'd after the add."""
+    nodes = spec(name).nodes
+    adds = [n for n in nodes if n.endswith(".add")]
+    assert len(adds) == (8 if "18" in name else 16) and all(nodes[n].act == "relu" for n in adds)
+    encoder = sum(p.numel() for k, p in compile_spec(spec(name)).named_parameters()
+                  if k.split(".")[0] in ("conv1", "layer1", "layer2", "layer3", "layer4"))
+    assert encoder == ENCODER_PARAMS.get(name, 21_284_672)
+
+
+@pytest.mark.parametrize("name", sorted(ORACLES))
+def test_spec_equals_hand_written_net(name):
+    """Weights copied by position; eval-mode outputs equal at a multiple of 32 and at 96x80 (80 is not)."""
+    torch.manual_seed(0)
+    analysis = analyze(spec(name))
+    model, ref = compile_spec(analysis).eval(), ORACLES[name]().eval()
+    assert sum(p.numel() for p in ref.parameters()) == analysis.params
+    with torch.no_grad():  # random BN statistics and affines so BN is not the identity
+        for value in model.state_dict().values():
+            if value.is_floating_point() and value.dim() == 1:
+                value.add_(torch.rand_like(value) * 0.1)
+    copy_in_order(model, ref)
+    for h, w in [(64, 64), (96, 80)]:
+        x = torch.randn(1, 3, h, w)
+        with torch.no_grad():
+            out, expected = model(x), ref(x)
+        assert out.shape == (1, 1, h, w)
+        torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", sorted(ORACLES))
+def test_train_step_at_a_non_multiple_size(name):
+    """Forward + backward in train mode at 80x72 (not a multiple of 16 or 32); batch 2 so the BN after
+    a global pool has more than one value per channel."""
+    model = compile_spec(spec(name)).train()
+    x = torch.randn(2, 3, 80, 72)
+    outs = model(x)
+    outs = outs if isinstance(outs, tuple) else (outs,)
+    assert len(outs) == 1 + ("pspnet" in name) and all(o.shape == (2, 1, 80, 72) for o in outs)
+    sum(o.square().mean() for o in outs).backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", sorted(ORACLES))
+def test_camvid_size_runs_with_output_equal_to_input(name):
+    """The size rule: decoders crop top-left to the skip (align_by size), heads resize `to` the input,
+    so 240x180 (180 is not a multiple of 32) gives a 240x180 output; any even size does."""
+    analysis = analyze(spec(name))
+    for n in (180, 240, 250, 256):
+        assert output_length(analysis, n)[0] == n
+
+
+def test_pspnet_aux_head_weight():
+    assert spec("pspnet-resnet34").aux_outputs == {"aux": 0.4}
