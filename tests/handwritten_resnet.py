@@ -47,7 +47,8 @@ class ResNet(nn.Module):
         cin = 64
         for stage, (count, width, dilation) in enumerate(zip(blocks, (64, 128, 256, 512), dilations), 1):
             stride = 2 if stage > 1 and dilation == 1 else 1
-            layer = [BasicBlock(cin, width, stride, dilation)] + [BasicBlock(width, width, 1, dilation) for _ in range(count - 1)]
+            layer = [BasicBlock(cin, width, stride, dilation)]
+            layer += [BasicBlock(width, width, 1, dilation) for _ in range(count - 1)]
             setattr(self, f"layer{stage}", nn.Sequential(*layer))
             cin = width
 
