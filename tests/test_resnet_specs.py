@@ -9,6 +9,7 @@ import torch
 from fcngraph.compile import compile_spec
 from fcngraph.shapes import analyze, output_length
 from fcngraph.spec import load_spec
+from fcngraph.surgery import init_from
 
 from . import handwritten_resnet as hand
 from .conftest import SPECS
@@ -104,3 +105,19 @@ def test_camvid_size_runs_with_output_equal_to_input(name):
 
 def test_pspnet_aux_head_weight():
     assert spec("pspnet-resnet34").aux_outputs == {"aux": 0.4}
+
+
+def test_torchvision_resnet_state_dict_loads_with_map_resnet(tmp_path):
+    """A state dict in torchvision's ResNet-34 layout (+ fc) fills every encoder tensor of the U-Net."""
+    torch.manual_seed(0)
+    resnet = hand.ResNet([3, 4, 6, 3])
+    resnet.fc = torch.nn.Linear(512, 1000)
+    path = tmp_path / "resnet34.pth"
+    torch.save(resnet.state_dict(), path)
+    surgery = init_from(spec("resnet34-unet"), path, "resnet")
+    assert sorted(surgery.unused) == ["fc.bias", "fc.weight"] and not surgery.mismatched
+    assert len(surgery.copied) == len(resnet.state_dict()) - 2
+    assert surgery.copied["layer2.0.conv1.1.running_var"] == "layer2.0.bn1.running_var"
+    assert surgery.copied["conv1.0.weight"] == "conv1.weight"
+    for key, source in surgery.copied.items():
+        assert torch.equal(surgery.state[key], resnet.state_dict()[source])
