@@ -7,12 +7,14 @@ import pytest
 import torch
 
 from fcngraph.compile import compile_spec
+from fcngraph.diagram import layout, to_dot
 from fcngraph.shapes import analyze, output_length
 from fcngraph.spec import load_spec
 from fcngraph.surgery import init_from
 
 from . import handwritten_resnet as hand
 from .conftest import SPECS
+from .diagram_nets import as_spec, shuffled
 from .handwritten_variants import copy_in_order
 
 ORACLES = {  # spec → hand-written net; blocks per stage
@@ -121,3 +123,21 @@ def test_torchvision_resnet_state_dict_loads_with_map_resnet(tmp_path):
     assert surgery.copied["conv1.0.weight"] == "conv1.weight"
     for key, source in surgery.copied.items():
         assert torch.equal(surgery.state[key], resnet.state_dict()[source])
+
+
+def test_a_spec_elsewhere_extends_a_resnet_spec_by_name_and_patches_one_field(tmp_path):
+    child = tmp_path / "mine.json"
+    child.write_text(json.dumps({"extends": "resnet34-unet", "name": "mine", "num_classes": 5,
+                                 "nodes": {"head": {"out": 5}}}))
+    spec_ = load_spec(child)
+    assert spec_.nodes["head"].out == 5 and spec_.nodes["head"].kernel == 3
+    assert analyze(spec_).params == 24_436_369 + 4 * 145
+
+
+@pytest.mark.parametrize("compact", [False, True])
+@pytest.mark.parametrize("name", sorted(ORACLES))
+def test_shuffled_node_order_draws_the_same_dot(name, compact):
+    """The resolved (expanded) spec with its nodes listed in three orders draws one DOT."""
+    resolved = spec(name).canonical()
+    drawn = {to_dot(layout(analyze(as_spec(shuffled(resolved, seed))), compact)).source for seed in range(3)}
+    assert len(drawn) == 1
