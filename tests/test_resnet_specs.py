@@ -56,7 +56,7 @@ def test_resnet34_unet_spec_is_short():
 def test_encoder_is_the_resnet_layer_table(name):
     """Every ResNet spec carries torchvision's encoder: same parameter count, BasicBlocks ReLU'd after the add."""
     nodes = spec(name).nodes
-    adds = [n for n in nodes if n.endswith(".add")]
+    adds = [n for n in nodes if n.startswith("layer") and n.endswith(".add")]
     assert len(adds) == (8 if "18" in name else 16) and all(nodes[n].act == "relu" for n in adds)
     encoder = sum(p.numel() for k, p in compile_spec(spec(name)).named_parameters()
                   if k.split(".")[0] in ("conv1", "layer1", "layer2", "layer3", "layer4"))

@@ -117,13 +117,17 @@ def test_wheel_ships_specs_as_package_data(tmp_path):
     installed = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(installed)
     assert (installed / "fcngraph" / "specs" / "fcn8s-vgg16.json").is_file()
+    assert (installed / "fcngraph" / "specs" / "encoders" / "resnet34.json").is_file()
     write(tmp_path / "child.json", {"extends": "fcn8s-vgg16", "name": "child"})
+    write(tmp_path / "unet.json", {"extends": "resnet34-unet", "name": "unet"})  # its base is encoders/
     script = ("import fcngraph.expand as e, fcngraph.spec as s; "
-              "print(e.locate('fcn8s-vgg16', None)); print(len(s.load_spec('child.json').nodes))")
+              "print(e.locate('fcn8s-vgg16', None)); print(len(s.load_spec('child.json').nodes)); "
+              "print(len(s.load_spec('unet.json').nodes))")
     out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(installed)}).stdout.split()
     assert out[0] == str(installed / "fcngraph" / "specs" / "fcn8s-vgg16.json")
     assert out[1] == str(len(load_spec(SPECS / "fcn8s-vgg16.json").nodes))
+    assert out[2] == str(len(load_spec(SPECS / "resnet34-unet.json").nodes))
 
 
 def test_long_extends_chain_and_named_loop(tmp_path):
