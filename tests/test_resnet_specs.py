@@ -6,11 +6,12 @@ import json
 import pytest
 import torch
 
+from fcngraph.cli import main
 from fcngraph.compile import compile_spec
 from fcngraph.diagram import layout, to_dot
 from fcngraph.shapes import analyze, output_length
 from fcngraph.spec import load_spec
-from fcngraph.surgery import init_from
+from fcngraph.surgery import init_from, read_weights
 
 from . import handwritten_resnet as hand
 from .conftest import SPECS
@@ -123,6 +124,9 @@ def test_torchvision_resnet_state_dict_loads_with_map_resnet(tmp_path):
     assert surgery.copied["conv1.0.weight"] == "conv1.weight"
     for key, source in surgery.copied.items():
         assert torch.equal(surgery.state[key], resnet.state_dict()[source])
+    out = tmp_path / "init.pt"
+    assert main(["init-from", str(SPECS / "linknet-resnet34.json"), str(path), "--map", "resnet", "-o", str(out)]) == 0
+    assert torch.equal(read_weights(out)["layer4.2.conv2.1.weight"], resnet.layer4[2].bn2.weight)
 
 
 def test_a_spec_elsewhere_extends_a_resnet_spec_by_name_and_patches_one_field(tmp_path):
