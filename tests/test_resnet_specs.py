@@ -9,6 +9,7 @@ import torch
 from fcngraph.cli import main
 from fcngraph.compile import compile_spec
 from fcngraph.diagram import layout, to_dot
+from fcngraph.errors import SpecError
 from fcngraph.shapes import analyze, output_length
 from fcngraph.spec import load_spec
 from fcngraph.surgery import init_from, read_weights
@@ -145,3 +146,12 @@ def test_shuffled_node_order_draws_the_same_dot(name, compact):
     resolved = spec(name).canonical()
     drawn = {to_dot(layout(analyze(as_spec(shuffled(resolved, seed))), compact)).source for seed in range(3)}
     assert len(drawn) == 1
+
+
+def test_a_block_typo_names_the_instance_and_the_definition(tmp_path):
+    child = tmp_path / "typo.json"
+    child.write_text(json.dumps({"extends": "resnet34-unet", "name": "typo",
+                                 "blocks": {"up": {"nodes": {"conv": {"in": "cta"}}}}}))
+    with pytest.raises(SpecError) as info:
+        load_spec(child)
+    assert info.value.path == "$.blocks.up.nodes.conv.in" and "instance 'decoder0'" in info.value.message
