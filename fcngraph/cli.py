@@ -401,8 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
              "as a checkpoint to train from (--init).")
     p.add_argument("spec", help="Spec JSON file whose model receives the weights.")
     p.add_argument("weights", help="Run directory, fcngraph checkpoint or state dict file (.pt/.pth).")
-    p.add_argument("--map", choices=["ids", "vgg16"], default="ids", help="ids: match node ids and shapes "
-                   "(e.g. FCN-32s run → FCN-16s); vgg16: torchvision VGG16 layout, fc6/fc7 reshaped to convs.")
+    p.add_argument("--map", choices=["ids", "vgg16", "resnet"], default="ids", help="ids: match node ids and "
+                   "shapes (e.g. FCN-32s run → FCN-16s); vgg16: torchvision VGG16 layout, fc6/fc7 reshaped to "
+                   "convs; resnet: torchvision ResNet-18/34 keys (bn1 → conv1.1) into a specs/encoders/ encoder.")
     p.add_argument("-o", "--output", required=True, help="Checkpoint file to write.")
 
     p = _add(sub, "eval", cmd_eval, "Score a trained run on a split of a dataset: writes eval-<split>.json, "

@@ -128,6 +128,26 @@ def from_vgg16(spec: Spec, model: torch.nn.Module, source: dict[str, torch.Tenso
     return surgery
 
 
+# torchvision ResNet keys → spec ids: a conv node holds conv + BN as `.0` / `.1`
+RESNET_RENAMES = [(re.compile(r"^((?:layer\d+\.\d+\.)?)conv(\d)\.weight$"), r"\1conv\2.0.weight"),
+                  (re.compile(r"^((?:layer\d+\.\d+\.)?)bn(\d)\.(\w+)$"), r"\1conv\2.1.\3")]
+
+
+def from_resnet(target: dict[str, torch.Tensor], source: dict[str, torch.Tensor]) -> Surgery:
+    """torchvision ResNet-18/34 (conv1/bn1, layerN.i.conv1/bn1/conv2/bn2/downsample) → the shipped
+    encoders' ids (specs/encoders/); `fc` stays unused."""
+    renamed: dict[str, str] = {}  # spec key → torchvision key
+    for key in source:
+        new = key
+        for pattern, replacement in RESNET_RENAMES:
+            new = pattern.sub(replacement, new)
+        renamed[new] = key
+    surgery = by_ids(target, {new: source[old] for new, old in renamed.items()})
+    surgery.copied = {key: renamed[key] for key in surgery.copied}
+    surgery.unused = [renamed[key] for key in surgery.unused]
+    return surgery
+
+
 def init_from(spec: Spec, source: Path, mapping: str = "ids", model: torch.nn.Module | None = None) -> Surgery:
     """`model`'s state dict (by default a freshly initialised one of the spec) with `source`'s
     tensors poured in."""
@@ -137,8 +157,9 @@ def init_from(spec: Spec, source: Path, mapping: str = "ids", model: torch.nn.Mo
     weights = read_weights(Path(source))
     if mapping == "vgg16":
         return from_vgg16(spec, model, weights, Path(source))
-    surgery = by_ids(model.state_dict(), weights)
+    mapper = from_resnet if mapping == "resnet" else by_ids
+    surgery = mapper(model.state_dict(), weights)
     if not surgery.copied:
         raise SurgeryError(f"{source}: no tensor matches a node of {spec.name} by id and shape; "
-                           f"for torchvision VGG16 weights use --map vgg16")
+                           f"for torchvision VGG16 / ResNet weights use --map vgg16 / resnet")
     return surgery

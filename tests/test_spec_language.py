@@ -117,13 +117,17 @@ def test_wheel_ships_specs_as_package_data(tmp_path):
     installed = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(installed)
     assert (installed / "fcngraph" / "specs" / "fcn8s-vgg16.json").is_file()
+    assert (installed / "fcngraph" / "specs" / "encoders" / "resnet34.json").is_file()
     write(tmp_path / "child.json", {"extends": "fcn8s-vgg16", "name": "child"})
+    write(tmp_path / "unet.json", {"extends": "resnet34-unet", "name": "unet"})  # its base is encoders/
     script = ("import fcngraph.expand as e, fcngraph.spec as s; "
-              "print(e.locate('fcn8s-vgg16', None)); print(len(s.load_spec('child.json').nodes))")
+              "print(e.locate('fcn8s-vgg16', None)); print(len(s.load_spec('child.json').nodes)); "
+              "print(len(s.load_spec('unet.json').nodes))")
     out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(installed)}).stdout.split()
     assert out[0] == str(installed / "fcngraph" / "specs" / "fcn8s-vgg16.json")
     assert out[1] == str(len(load_spec(SPECS / "fcn8s-vgg16.json").nodes))
+    assert out[2] == str(len(load_spec(SPECS / "resnet34-unet.json").nodes))
 
 
 def test_long_extends_chain_and_named_loop(tmp_path):
@@ -183,7 +187,7 @@ def hand_expanded_resnet(blocks: list[int]) -> dict:
                 nodes[f"{p}.downsample"] = {**conv, "in": last, "out": width, "kernel": 1, "stride": 2,
                                             "pad": 0, "act": "none"}
                 shortcut = f"{p}.downsample"
-            nodes[f"{p}.add"] = {"op": "add", "in": [f"{p}.conv2", shortcut]}
+            nodes[f"{p}.add"] = {"op": "add", "in": [f"{p}.conv2", shortcut], "act": "relu"}
             last = f"{p}.add"
     return {"name": "x", "num_classes": 1000, "nodes": nodes, "output": last}
 
@@ -205,9 +209,9 @@ def test_resnet_parameter_counts_match_torchvision():
 
 class BasicBlock(nn.Module):
     """An independent BasicBlock in torchvision's layout (conv1/bn1/conv2/bn2/downsample), written from
-    He et al.'s layer description; `relu_after_add` is off until `add` has `act` (ops branch)."""
+    He et al.'s layer description, ReLU after the residual add."""
 
-    def __init__(self, cin: int, width: int, stride: int, relu_after_add: bool = False) -> None:
+    def __init__(self, cin: int, width: int, stride: int, relu_after_add: bool = True) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(cin, width, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
