@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from fractions import Fraction
 
+import numpy as np
+
 from .errors import OpError, SpecError
 from .graph import SpecGraph, build_graph
 from .ops import Coord, Op
@@ -199,12 +201,50 @@ class SizeRule:
 
 
 def valid_sizes(analysis: Analysis, limit: int = 1024) -> SizeRule:
-    """Scan input sides 1..limit (each axis follows the same rule)."""
-    outputs, exact = {}, []
-    for n in range(1, limit + 1):
-        result = output_length(analysis, n)
-        if result is not None:
-            outputs[n] = result[0]
-            if result[1]:
-                exact.append(n)
-    return SizeRule(outputs, exact)
+    """Scan input sides 1..limit (each axis follows the same rule), all sides at once: each
+    node's length rule runs on a numpy vector of sides, so the cost is one pass over the graph.
+    An op whose rule is not vector-safe (it branches on a length) runs side by side instead."""
+    sides = np.arange(1, limit + 1, dtype=np.int64)  # (limit,)
+    lengths, runs, exact = {INPUT: sides}, np.ones(limit, dtype=bool), np.ones(limit, dtype=bool)
+    for node in analysis.graph.order:
+        op, offsets = analysis.spec.nodes[node], list(analysis.nodes[node].offsets)
+        try:
+            refs = op.resolve_refs(analysis.spec.nodes)
+        except OpError:
+            return SizeRule({}, [])
+        ins = [lengths[i] for i in op.inputs]
+        ref_lengths = {f: lengths[r] for f, r in refs.items()}
+        out, ok, node_exact = _vector_length(op, ins, ref_lengths, offsets, limit)
+        if ok is not None or out.min() < 1:
+            runs &= (out >= 1) if ok is None else ok & (out >= 1)
+            out = np.where(runs, out, 1)  # (limit,) keep failed sides harmless downstream
+        if node_exact is not True:
+            exact &= node_exact
+        lengths[node] = out
+    output = lengths[analysis.spec.output]
+    outputs = {int(n): int(o) for n, o in zip(sides[runs], output[runs])}
+    return SizeRule(outputs, [int(n) for n in sides[runs & exact]])
+
+
+def _vector_length(op: Op, ins: list[np.ndarray], refs: dict[str, np.ndarray], offsets: list[int],
+                   limit: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | bool]:
+    """(length, runs or None for everywhere, exact) of one node for every side (exact may be
+    the scalar True); the scalar rule side by side where the
+    vector call fails (a branch on a length raises on an array) or its result is not integral."""
+    try:
+        out, exact = op.length(ins, refs, offsets), op.exact(ins)
+        if not isinstance(out, np.ndarray) or out.shape != (limit,):  # a constant (adaptive pool)
+            out = np.full(limit, out)
+        if out.dtype.kind in "iu":  # ok None: runs wherever its inputs run
+            return out.astype(np.int64, copy=False), None, exact if exact is True else np.asarray(exact)
+    except Exception:  # noqa: BLE001 - any failure of the vector call means "not vector-safe"
+        pass
+    out, ok, exact = np.ones(limit, dtype=np.int64), np.ones(limit, dtype=bool), np.ones(limit, dtype=bool)
+    for j in range(limit):
+        scalar_ins = [int(i[j]) for i in ins]
+        try:
+            out[j] = op.length(scalar_ins, {f: int(r[j]) for f, r in refs.items()}, offsets)
+            exact[j] = bool(op.exact(scalar_ins))
+        except OpError:
+            ok[j] = False
+    return out, ok, exact

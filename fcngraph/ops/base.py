@@ -52,7 +52,9 @@ def window_length(n: int, kernel: int, stride: int, pad: int, dilation: int = 1,
     """Output length of a conv/pool window over n pixels; `ceil` rounds up as Caffe's pooling
     and PyTorch's ceil_mode do (they differ only when kernel < stride without padding, where
     PyTorch, which runs the model, also drops a window that would start past the input)."""
-    span = n + 2 * pad - dilation * (kernel - 1) - 1
+    if stride == 1:  # no rounding; one operation, since n may be a numpy vector (valid_sizes)
+        return n + (2 * pad - dilation * (kernel - 1))
+    span = n + (2 * pad - dilation * (kernel - 1) - 1)
     if not ceil:
         return span // stride + 1
     out = -(-span // stride) + 1
