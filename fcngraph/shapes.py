@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
@@ -100,16 +100,16 @@ def analyze(spec: Spec, size: tuple[int, int] | None = None,
             coords = [i.coord for i in ins]
             ref_coords = {f: r.coord for f, r in refs.items()}
             offsets = op.offsets(coords, ref_coords)
-            info = NodeInfo(node, op, out_ch, op.coord(coords, ref_coords), tuple(offsets),
-                            op.params(in_ch, out_ch))
-            check_allocatable(info.params)
+            coord, params = op.coord(coords, ref_coords), op.params(in_ch, out_ch)
+            check_allocatable(params)
+            hw, flops = None, 0
             if size is not None:
                 hw = (_sizes(op, ins, refs, offsets, 0), _sizes(op, ins, refs, offsets, 1))
                 if min(hw) < 1:
                     raise OpError(f"output would be {hw[0]}x{hw[1]} for a {size[0]}x{size[1]} input")
                 flops = op.flops(in_ch, out_ch, [i.size for i in ins], hw)
-                info = NodeInfo(**{**info.__dict__, "size": hw, "flops": flops})
-        nodes[node] = replace(info, residual=tuple(op.residual(coords, ref_coords)))
+        nodes[node] = NodeInfo(node, op, out_ch, coord, tuple(offsets), params,
+                               hw, flops, tuple(op.residual(coords, ref_coords)))
     _check_aux(spec, nodes)
     return Analysis(spec, graph, nodes, size)
 

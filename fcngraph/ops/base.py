@@ -43,6 +43,8 @@ class Coord:
     def window(self, kernel: int, stride: int, pad: int, dilation: int = 1) -> Coord:
         """The map after a sliding window (conv or pool) over this node."""
         extent = dilation * (kernel - 1)
+        if stride == 1 and extent == 2 * pad:  # a 'same' window: only the field grows (fast path)
+            return Coord(self.scale, self.shift, self.rf + extent * self.scale, self.gridless)
         return Coord(self.scale * stride, self.shift + self.scale * (Fraction(extent, 2) - pad),
                      self.rf + extent * self.scale, self.gridless)
 
