@@ -42,21 +42,41 @@ def parse_size(text: str) -> tuple[int, int]:
 
 # -- spec commands ----------------------------------------------------------------------------
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .shapes import analyze, valid_sizes
     from .spec import load_spec
 
     failed = 0
     for path in args.specs:
         try:
-            analysis = analyze(load_spec(path))
+            line, warnings = validate_one(load_spec(path), args.scan)
         except FcngraphError as exc:
             print(f"fcngraph: error: {exc}", file=sys.stderr)
             failed += 1
             continue
-        rule = valid_sizes(analysis, args.scan)
-        print(f"{path}: ok — {analysis.spec.name}, {len(analysis.spec.nodes)} nodes, "
-              f"{analysis.params:,} params; {rule.describe()}")
+        print(f"{path}: {line}")
+        for warning in warnings:
+            print(f"{path}: {warning}", file=sys.stderr)
     return 2 if failed else 0
+
+
+def validate_one(spec, scan: int) -> tuple[str, list[str]]:
+    """Graph, sizes and settings of one spec → (the ok line, warnings); raises on an error."""
+    from .memory import activation_bytes
+    from .settings import check_settings, memory_warning, training_sides
+    from .shapes import analyze, valid_sizes
+
+    analysis = analyze(spec)
+    sides = training_sides(spec)
+    rule = valid_sizes(analysis, max([scan, *sides.values()]))
+    warnings = check_settings(analysis, rule)
+    if sides:  # the memory of one training step, at the size training runs on
+        side = sides.get("$.train.crop_size", max(sides.values()))
+        sized = analyze(spec, (side, side), graph=analysis.graph)
+        batch = spec.train.batch_size
+        warning = memory_warning(analysis.params, sum(activation_bytes(sized, batch).values()), batch, side)
+        warnings += [warning] if warning else []
+    shown = rule if max(sides.values(), default=0) <= scan else valid_sizes(analysis, scan)
+    return (f"ok — {spec.name}, {len(spec.nodes)} nodes, {analysis.params:,} params; {shown.describe()}",
+            warnings)
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -166,7 +186,11 @@ def load_with_overrides(args: argparse.Namespace, path: str):
 def cmd_run(args: argparse.Namespace) -> int:
     from .train import train_spec
 
+    from .settings import check_device
+
     spec = load_with_overrides(args, args.spec)
+    validate_one(spec, 0)  # settings that cannot work are refused before a run folder is made
+    check_device(spec.train.device)
     summary = train_spec(spec, Path(args.runs), resume=args.resume, skip_bad=args.skip_bad,
                          progress=not args.quiet, tensorboard=args.tensorboard)
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 speaks

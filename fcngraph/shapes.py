@@ -204,6 +204,8 @@ def valid_sizes(analysis: Analysis, limit: int = 1024) -> SizeRule:
     """Scan input sides 1..limit (each axis follows the same rule), all sides at once: each
     node's length rule runs on a numpy vector of sides, so the cost is one pass over the graph.
     An op whose rule is not vector-safe (it branches on a length) runs side by side instead."""
+    if limit < 1:
+        return SizeRule({}, [])
     sides = np.arange(1, limit + 1, dtype=np.int64)  # (limit,)
     lengths, runs, exact = {INPUT: sides}, np.ones(limit, dtype=bool), np.ones(limit, dtype=bool)
     for node in analysis.graph.order:
