@@ -184,9 +184,8 @@ def load_with_overrides(args: argparse.Namespace, path: str):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .train import train_spec
-
     from .settings import check_device
+    from .train import train_spec
 
     spec = load_with_overrides(args, args.spec)
     validate_one(spec, 0)  # settings that cannot work are refused before a run folder is made

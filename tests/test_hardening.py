@@ -37,7 +37,7 @@ def _validate(capsys, path) -> tuple[int, str, str]:
     ({"train": {"device": "cuda:x"}}, "$.train.device"),
     ({"train": {"seed": 2**64}}, "$.train.seed"),
     ({"train": {"seed": -1}}, "$.train.seed"),
-    ({"train": {"crop_size": 1}}, "$.train.crop_size: the model does not run on 1x1 inputs (the smallest it runs on is 2"),
+    ({"train": {"crop_size": 1}}, "$.train.crop_size: the model does not run on 1x1 inputs (the smallest"),
 ])
 def test_validate_refuses_settings_that_would_fail_at_run_time(tmp_path, capsys, settings, message):
     status, out, err = _validate(capsys, _write(tmp_path, {**tiny_spec(), **settings}))
