@@ -126,3 +126,34 @@ def test_valid_sizes_match_with_ceil_pools_and_size_references():
                      out={"op": "upsample", "in": "up", "to": "input"})
     analysis = analyze(load_spec(data))
     assert valid_sizes(analysis, 200) == _exhaustive(analysis, 200)
+
+
+# -- 2. flags refused by argument parsing -------------------------------------------------------------
+@pytest.mark.parametrize("argv, message", [
+    (["run", "S", "--epochs", "0"], "argument --epochs: must be at least 1, got 0"),
+    (["run", "S", "--data", ""], "argument --data: must not be empty"),
+    (["run", "S", "--device", "tpu:7"], "argument --device: 'tpu:7' is not auto, cpu, mps, cuda or cuda:N"),
+    (["bench", "S", "--reps", "0"], "argument --reps: must be at least 1, got 0"),
+    (["bench", "S", "--threads", "-1"], "argument --threads: must be at least 1, got -1"),
+    (["schema", "-o", "FOLDER"], "argument -o/--output: 'FOLDER' is a folder; give a file name"),
+    (["diagram", "S", "-o", "FOLDER"], "is a folder; give a file name"),
+    (["compare", "S", "-o", "r", "--runs", "S"], "argument --runs: 'S' is a file; give a folder"),
+    (["compare", "S", "-o", "r", "--jobs", "0"], "argument --jobs: must be at least 1"),
+    (["compare", "S", "-o", "r", "--seeds", "x"], "argument --seeds: 'x' is not an integer"),
+    (["report", "S", "-o", "r"], "argument runs: 'S' is a file; give a folder"),
+    (["report", "FOLDER", "-o", "S"], "argument -o/--output: 'S' is a file; give a folder"),
+    (["validate", "S", "--scan", "0"], "argument --scan: must be at least 1"),
+    (["show", "S", "--size", "0x4"], "positive sides"),
+    (["validate", ""], "argument specs: must not be empty"),
+])
+def test_bad_flags_are_one_line_exit_2(tmp_path, capsys, argv, message):
+    spec = _write(tmp_path, tiny_spec())
+    names = {"S": str(spec), "FOLDER": str(tmp_path)}
+    argv = [names.get(a, a) for a in argv]
+    message = message.replace("'S'", f"'{spec}'").replace("'FOLDER'", f"'{tmp_path}'")
+    with pytest.raises(SystemExit) as stop:
+        cli.main(argv)
+    out, err = capsys.readouterr()
+    assert stop.value.code == EXIT_INPUT and out == ""
+    assert err.count("\n") == 1 and message in err and "--help" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.json"]  # nothing written
