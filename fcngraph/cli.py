@@ -378,7 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _add(sub, "export", cmd_export, "Export a model to ONNX plus a sidecar JSON (classes, palette, "
              "normalisation, input-size rule) from which `predict` works alone.")
-    p.add_argument("source", type=text, help="Spec JSON file (fresh weights) or run directory / checkpoint (trained weights).")
+    p.add_argument("source", type=text,
+                   help="Spec JSON file (fresh weights) or run directory / checkpoint (trained weights).")
     p.add_argument("--onnx", type=output_file, required=True, help="Output .onnx file.")
     p.add_argument("--size", type=parse_size, default=(224, 224), help="Example input size, N or HxW.")
     p.add_argument("--opset", type=positive_int, default=17, help="ONNX opset version.")
@@ -404,7 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
              "and optionally draw B with them marked.")
     p.add_argument("a", type=text, help="The spec compared against.")
     p.add_argument("b", type=text, help="The spec drawn.")
-    p.add_argument("-o", "--output", type=output_file, help="Also draw B with added/changed/removed nodes marked (.svg/.png/.pdf/.dot).")
+    p.add_argument("-o", "--output", type=output_file,
+                   help="Also draw B with added/changed/removed nodes marked (.svg/.png/.pdf/.dot).")
     p.add_argument("--size", type=parse_size, default=None, help="Input size, N or HxW, to show spatial sizes.")
     p.add_argument("--compact", action="store_true", help="Merge same-scale conv chains into one box and "
                    "fold each stage of dotted block ids (layer3.4.conv1) into one box.")
@@ -429,16 +431,21 @@ def build_parser() -> argparse.ArgumentParser:
              "reused) and write a comparison report: tables, curves, diagrams, predictions.")
     p.add_argument("specs", nargs="+", type=text, help="Spec JSON files, one per variant, or one experiment file "
                    "(variants, seeds, data, budget, baseline; see specs/experiment.schema.json).")
-    p.add_argument("-o", "--output", type=folder, required=True, help="Report folder (report.md, report.html, results.csv, "
+    p.add_argument("-o", "--output", type=folder, required=True,
+                   help="Report folder (report.md, report.html, results.csv, "
                    "stats.json, ...).")
-    p.add_argument("--seeds", type=positive_int, help="Train seeds 0..N-1 of every variant (default 1; with an experiment "
+    p.add_argument("--seeds", type=positive_int,
+                   help="Train seeds 0..N-1 of every variant (default 1; with an experiment "
                    "file, replaces its seeds).")
     p.add_argument("--baseline", type=text, help="Variant the others are compared against (default: the first).")
-    p.add_argument("--jobs", type=positive_int, default=1, help="Independent runs trained at once, as separate processes.")
-    p.add_argument("--ray", type=text, metavar="auto|ADDRESS|local", help="Run each training run as a Ray task (pip install "
+    p.add_argument("--jobs", type=positive_int, default=1,
+                   help="Independent runs trained at once, as separate processes.")
+    p.add_argument("--ray", type=text, metavar="auto|ADDRESS|local",
+                   help="Run each training run as a Ray task (pip install "
                    "-e '.[ray]'): 'auto' joins the running cluster, ADDRESS a given one, 'local' starts one here; "
                    "--runs must be on a filesystem every node sees. A failed task is retried once.")
-    p.add_argument("--threads", type=count_or_zero, default=0, help="torch threads per run (0: with --jobs N, the cores "
+    p.add_argument("--threads", type=count_or_zero, default=0,
+                   help="torch threads per run (0: with --jobs N, the cores "
                    "split N ways; else as is). Same threads → same numbers, whatever --jobs.")
     p.add_argument("--runs", type=folder, default="runs", help="Folder that holds run directories.")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -449,7 +456,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _add(sub, "report", cmd_report, "Write the comparison report of existing run directories, "
              "training nothing; unfinished or failed runs are marked in the table.")
-    p.add_argument("runs", nargs="+", type=folder, help="Run directories (runs/<name>-<hash>); runs of one spec name with "
+    p.add_argument("runs", nargs="+", type=folder,
+                   help="Run directories (runs/<name>-<hash>); runs of one spec name with "
                    "different train.seed are one variant over seeds, with statistics.")
     p.add_argument("-o", "--output", type=folder, required=True, help="Report folder.")
     p.add_argument("--baseline", type=text, help="Variant the others are compared against (default: the first).")
