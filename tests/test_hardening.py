@@ -157,3 +157,35 @@ def test_bad_flags_are_one_line_exit_2(tmp_path, capsys, argv, message):
     assert stop.value.code == EXIT_INPUT and out == ""
     assert err.count("\n") == 1 and message in err and "--help" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.json"]  # nothing written
+
+
+# -- 4. escaping at every boundary of the report ---------------------------------------------------------
+HOSTILE = "=cmd|' /C calc'!A0 <script>alert(1)</script> | *b* _i_ [x](javascript:alert(1)) `c` ![i](x)\nnext"
+
+
+def test_hostile_names_reach_no_report_as_markup(tmp_path):
+    from pathlib import Path
+
+    from fcngraph.compare import RunRecord
+    from fcngraph.report import write_report
+
+    classes = ["road", "@SUM(A1)", "<img src=x onerror=alert(1)>", "+1|2"]
+    records = [
+        RunRecord(HOSTILE, Path("nowhere"), "incomplete", note="-2+3 <b>note</b> | *x*",
+                  scores={"classes": classes, "iou": [0.5, 0.25, 0.125, 0.0], "miou": 0.2}),
+        RunRecord("@other", Path("nowhere"), "missing", note="=HYPERLINK(\"http://evil\")"),
+    ]
+    write_report(records, tmp_path)
+    markdown = (tmp_path / "report.md").read_text()
+    for raw in ("<script>", "<img", "<b>", "[x](javascript:", "*b*", "_i_", "`c`", "![i]", "| *x*", "+1|2"):
+        assert raw not in markdown, raw
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in markdown and "\\*b\\* \\_i\\_" in markdown
+    page = (tmp_path / "report.html").read_text()
+    assert "<script>" not in page and "<img src=x" not in page and "&lt;script&gt;" in page
+    for name in ("results.csv", "per_class.csv"):
+        lines = (tmp_path / name).read_text().splitlines()
+        cells = [cell for line in lines for cell in line.split(",")]
+        assert not any(cell.lstrip('"').startswith(("=", "+", "-", "@")) for cell in cells), (name, lines)
+    assert "'=cmd|" in (tmp_path / "results.csv").read_text()
+    assert "'@SUM(A1)" in (tmp_path / "per_class.csv").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir() if "script" in p.name or "/" in p.name) == []
