@@ -121,16 +121,15 @@ def validate_one(spec, scan: int) -> tuple[str, list[str]]:
 
     analysis = analyze(spec)
     sides = training_sides(spec)
-    rule = valid_sizes(analysis, max([scan, *sides.values()]))
-    warnings = check_settings(analysis, rule)
+    rule = valid_sizes(analysis, scan)
+    warnings = check_settings(analysis, rule, scan)
     if sides:  # the memory of one training step, at the size training runs on
         side = sides.get("$.train.crop_size", max(sides.values()))
         sized = analyze(spec, (side, side), graph=analysis.graph)
         batch = spec.train.batch_size
         warning = memory_warning(analysis.params, sum(activation_bytes(sized, batch).values()), batch, side)
         warnings += [warning] if warning else []
-    shown = rule if max(sides.values(), default=0) <= scan else valid_sizes(analysis, scan)
-    return (f"ok — {spec.name}, {len(spec.nodes)} nodes, {analysis.params:,} params; {shown.describe()}",
+    return (f"ok — {spec.name}, {len(spec.nodes)} nodes, {analysis.params:,} params; {rule.describe()}",
             warnings)
 
 
@@ -245,7 +244,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .train import train_spec
 
     spec = load_with_overrides(args, args.spec)
-    validate_one(spec, 0)  # settings that cannot work are refused before a run folder is made
+    validate_one(spec, 1024)  # settings that cannot work are refused before a run folder is made
     check_device(spec.train.device)
     summary = train_spec(spec, Path(args.runs), resume=args.resume, skip_bad=args.skip_bad,
                          progress=not args.quiet, tensorboard=args.tensorboard)

@@ -2,8 +2,8 @@
 
 `node_table` is the per-node table of `fcngraph show`. `write_report` turns `RunRecord`s
 into DIR/report.md, DIR/report.html (one self-contained file: SVGs inline, images embedded,
-names escaped; Markdown by `md_text`), results.csv, per_class.csv (formula-safe cells), training curves (PNG/SVG), one U diagram per
-variant and a qualitative grid (input | ground truth | each variant), like FCN Fig. 4.
+names escaped; Markdown by `md_text`), results.csv, per_class.csv (formula-safe cells), training
+curves (PNG/SVG), one U diagram per variant and a qualitative grid (input | ground truth | each variant), like FCN Fig. 4.
 Given a `stats.Comparison` (several seeds) it adds stats.json and a statistics section: mean ± std,
 intervals, paired differences against the baseline, per-class differences and one sentence each.
 """
@@ -509,7 +509,8 @@ def write_report(records: list[RunRecord], out_dir: Path, title: str = "fcngraph
 def _markdown(report: Report, title: str, figures: dict[str, bytes], diagrams: dict[str, str | None],
               comparison=None) -> str:
     results, per_class = markdown_tables(report)
-    parts = [f"# {md_text(title)}", "", "Sorted by validation mIoU; the best value of each column (complete runs) in bold. "
+    parts = [f"# {md_text(title)}", "",
+             "Sorted by validation mIoU; the best value of each column (complete runs) in bold. "
              "Latency: batch 1 forward at the eval size on the machine that wrote the report.", "", results, ""]
     parts += [f"- {md_text(note)}" for note in report.notes] + ([""] if report.notes else [])
     parts += _statistics_markdown(comparison) if comparison is not None else []

@@ -95,10 +95,10 @@ def training_sides(spec) -> dict[str, int]:
     return sides
 
 
-def check_settings(analysis: Analysis, rule: SizeRule) -> list[str]:
+def check_settings(analysis: Analysis, rule: SizeRule, limit: int) -> list[str]:
     """Raise a SpecError for a setting that cannot work with this graph (class weights, output
     channels, training sizes the model does not run on); return warnings (memory budget).
-    `rule` must cover every side in `training_sides`."""
+    `rule` is the scan of sides 1..limit; a larger side is checked on its own."""
     spec = analysis.spec
     weights = spec.train.class_weights
     if weights is not None and len(weights) != spec.num_classes:
@@ -109,8 +109,11 @@ def check_settings(analysis: Analysis, rule: SizeRule) -> list[str]:
     if analysis.output.channels != spec.num_classes:
         raise spec.error(spec.output, f"output node '{spec.output}' has {analysis.output.channels} channels, "
                                       f"not num_classes = {spec.num_classes} (one score per class)")
+    from .shapes import output_length
+
     for path, side in training_sides(spec).items():
-        if side not in rule.outputs:
+        scanned = side <= limit
+        if (side not in rule.outputs) if scanned else output_length(analysis, side) is None:
             smallest = min(rule.outputs, default=None)
             where = f"the smallest it runs on is {smallest}" if smallest else "it runs on no size"
             raise _setting_error(spec, path, f"the model does not run on {side}x{side} inputs ({where}; "
