@@ -3,7 +3,8 @@
 `node_table` is the per-node table of `fcngraph show`. `write_report` turns `RunRecord`s
 into DIR/report.md, DIR/report.html (one self-contained file: SVGs inline, images embedded,
 names escaped; Markdown by `md_text`), results.csv, per_class.csv (formula-safe cells), training
-curves (PNG/SVG), one U diagram per variant and a qualitative grid (input | ground truth | each variant), like FCN Fig. 4.
+curves (PNG/SVG), one U diagram per variant and a qualitative grid (input | ground truth | each
+variant), like FCN Fig. 4.
 Given a `stats.Comparison` (several seeds) it adds stats.json and a statistics section: mean ± std,
 intervals, paired differences against the baseline, per-class differences and one sentence each.
 """
