@@ -115,19 +115,26 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def validate_one(spec, scan: int) -> tuple[str, list[str]]:
     """Graph, sizes and settings of one spec → (the ok line, warnings); raises on an error."""
+    from .errors import SpecError
     from .memory import activation_bytes
     from .settings import check_settings, memory_warning, training_sides
     from .shapes import analyze, valid_sizes
 
-    analysis = analyze(spec)
     sides = training_sides(spec)
+    side = sides.get("$.train.crop_size", max(sides.values(), default=0)) or None
+    try:  # one analysis, at the size training runs on (for the memory estimate)
+        analysis = analyze(spec, (side, side) if side else None)
+    except SpecError:
+        if side is None:
+            raise
+        analysis = analyze(spec)  # the graph is fine; say which setting asks for a size it cannot run on
+        check_settings(analysis, valid_sizes(analysis, scan), scan)
+        raise
     rule = valid_sizes(analysis, scan)
     warnings = check_settings(analysis, rule, scan)
-    if sides:  # the memory of one training step, at the size training runs on
-        side = sides.get("$.train.crop_size", max(sides.values()))
-        sized = analyze(spec, (side, side), graph=analysis.graph)
+    if side:
         batch = spec.train.batch_size
-        warning = memory_warning(analysis.params, sum(activation_bytes(sized, batch).values()), batch, side)
+        warning = memory_warning(analysis.params, sum(activation_bytes(analysis, batch).values()), batch, side)
         warnings += [warning] if warning else []
     return (f"ok — {spec.name}, {len(spec.nodes)} nodes, {analysis.params:,} params; {rule.describe()}",
             warnings)
