@@ -47,7 +47,7 @@ def node_bytes(analysis: Analysis, node: str, batch: int = 1) -> int:
         (h, w), total = analysis.nodes[op.inputs[0]].size, 0
         for layer in op.layers(analysis.nodes[op.inputs[0]].channels):
             h, w = (window_length(n, layer.kernel, layer.stride, layer.pad, layer.dilation) for n in (h, w))
-            total += layer.cout * h * w * _tensors_per_output(op)
+            total += layer.cout * h * w * (1 + (layer.norm != "none") + (layer.act not in INPLACE_ACTS))
         return int(batch * total * FLOAT)
     return int(batch * info.channels * info.size[0] * info.size[1] * _tensors_per_output(op) * FLOAT)
 

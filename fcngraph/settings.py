@@ -101,6 +101,7 @@ def check_settings(analysis: Analysis, rule: SizeRule, limit: int) -> list[str]:
     `rule` is the scan of sides 1..limit; a larger side is checked on its own."""
     spec = analysis.spec
     weights = spec.train.class_weights
+    weights = weights if isinstance(weights, list) else None  # a named rule (from data) has no length
     if weights is not None and len(weights) != spec.num_classes:
         raise _setting_error(spec, "$.train.class_weights",
                              f"has {len(weights)} weights for num_classes = {spec.num_classes}")
@@ -115,7 +116,8 @@ def check_settings(analysis: Analysis, rule: SizeRule, limit: int) -> list[str]:
         scanned = side <= limit
         if (side not in rule.outputs) if scanned else output_length(analysis, side) is None:
             smallest = min(rule.outputs, default=None)
-            where = f"the smallest it runs on is {smallest}" if smallest else "it runs on no size"
+            where = ("it runs on no size" if smallest is None else
+                     f"the smallest it runs on is {smallest}" if side < smallest else "not a size it runs on")
             raise _setting_error(spec, path, f"the model does not run on {side}x{side} inputs ({where}; "
                                              f"{rule.describe()})")
     return []
