@@ -1,7 +1,8 @@
 """Validation + static analysis time: the FCN-8s spec, the ResNet-34 encoder written with blocks
 and defaults next to the same spec written out node by node (what expansion costs), and generated
 specs of growing size (a chain of convs with skip fusions every few nodes) to show the cost grows
-linearly.
+linearly; last, `fcngraph validate` of a 100,000-node chain of 3x3 convs (target < 10 s), with
+the time per stage and the exhaustive per-side scan of valid sizes timed side by side on a slice.
 
     python benchmarks/validate_speed.py
 """
@@ -15,7 +16,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fcngraph.shapes import analyze  # noqa: E402
+from fcngraph.cli import main as cli_main  # noqa: E402
+from fcngraph.graph import build_graph  # noqa: E402
+from fcngraph.shapes import analyze, output_length, valid_sizes  # noqa: E402
 from fcngraph.spec import load_spec  # noqa: E402
 
 
@@ -28,6 +31,40 @@ def generated_spec(n: int) -> dict:
         else:
             nodes[f"n{i}"] = {"op": "conv", "in": f"n{i - 1}", "out": 8, "pad": 1}
     return {"name": f"chain-{n}", "num_classes": 2, "nodes": nodes, "output": f"n{n - 1}"}
+
+
+def conv_chain(n: int) -> dict:
+    """n conv k3 p1 nodes in a row: the issue's 100,000-node stress spec."""
+    nodes = {f"c{i}": {"op": "conv", "in": f"c{i - 1}" if i else "input", "out": 8, "kernel": 3, "pad": 1}
+             for i in range(n)}
+    nodes[f"c{n - 1}"]["out"] = 2
+    return {"name": f"conv-chain-{n}", "num_classes": 2, "nodes": nodes, "output": f"c{n - 1}"}
+
+
+def timed(fn):
+    start = time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - start
+
+
+def chain_100k() -> None:
+    import json
+    import tempfile
+
+    data = conv_chain(100_000)
+    spec, load = timed(lambda: load_spec(data))
+    graph, wiring = timed(lambda: build_graph(spec))
+    analysis, static = timed(lambda: analyze(spec, graph=graph))
+    _, sizes = timed(lambda: valid_sizes(analysis))
+    _, one_side = timed(lambda: output_length(analysis, 224))  # what the old scan paid per side
+    print(f"100,000-node chain: load {load:.2f} s, graph {wiring:.2f} s, analyse {static:.2f} s, valid sizes "
+          f"1..1024 {sizes:.2f} s (exhaustive scan: {one_side:.2f} s per side, x{one_side * 1024 / sizes:.0f} "
+          f"for 1024 sides)")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "chain.json"
+        path.write_text(json.dumps(data))
+        status, seconds = timed(lambda: cli_main(["validate", str(path)]))
+    print(f"fcngraph validate (100,000 nodes): {seconds:.2f} s, exit {status} (target < 10 s)")
 
 
 def best_of(fn, reps: int = 5) -> float:
@@ -56,6 +93,7 @@ def main() -> None:
         growth = f", x{seconds / previous:.2f} for x2 nodes" if previous else ""
         print(f"generated {n:5d} nodes: {seconds:.3f} s{growth}" + (" (target < 5 s)" if n == 5000 else ""))
         previous = seconds
+    chain_100k()
 
 
 if __name__ == "__main__":

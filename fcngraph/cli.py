@@ -40,23 +40,104 @@ def parse_size(text: str) -> tuple[int, int]:
     return parts[0], parts[1]
 
 
+def positive_int(text: str) -> int:
+    """An integer ≥ 1 (counts: epochs, repetitions, seeds, jobs)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def count_or_zero(text: str) -> int:
+    """An integer ≥ 0 (thread counts, where 0 means 'leave as is')."""
+    return 0 if text.strip() == "0" else positive_int(text)
+
+
+def text(value: str) -> str:
+    """A non-empty value: an empty string would otherwise be dropped silently."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return value
+
+
+def output_file(value: str) -> str:
+    """A file to write: not empty and not an existing folder."""
+    if Path(text(value)).is_dir():
+        raise argparse.ArgumentTypeError(f"'{value}' is a folder; give a file name")
+    return value
+
+
+def folder(value: str) -> str:
+    """A folder to read or write: not empty and not an existing file."""
+    if Path(text(value)).exists() and not Path(value).is_dir():
+        raise argparse.ArgumentTypeError(f"'{value}' is a file; give a folder")
+    return value
+
+
+def device(value: str) -> str:
+    """auto, cpu, mps, cuda or cuda:N (whether this machine has it is checked when it is used)."""
+    import re
+
+    from .settings import DEVICE_PATTERN
+
+    if not re.match(DEVICE_PATTERN, value):
+        raise argparse.ArgumentTypeError(f"'{value}' is not auto, cpu, mps, cuda or cuda:N")
+    return value
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (the usage is one `--help` away), exit 2."""
+
+    def error(self, message: str):
+        self.exit(EXIT_INPUT, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 # -- spec commands ----------------------------------------------------------------------------
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .shapes import analyze, valid_sizes
     from .spec import load_spec
 
     failed = 0
     for path in args.specs:
         try:
-            analysis = analyze(load_spec(path))
+            line, warnings = validate_one(load_spec(path), args.scan)
         except FcngraphError as exc:
             print(f"fcngraph: error: {exc}", file=sys.stderr)
             failed += 1
             continue
-        rule = valid_sizes(analysis, args.scan)
-        print(f"{path}: ok — {analysis.spec.name}, {len(analysis.spec.nodes)} nodes, "
-              f"{analysis.params:,} params; {rule.describe()}")
+        print(f"{path}: {line}")
+        for warning in warnings:
+            print(f"{path}: {warning}", file=sys.stderr)
     return 2 if failed else 0
+
+
+def validate_one(spec, scan: int) -> tuple[str, list[str]]:
+    """Graph, sizes and settings of one spec → (the ok line, warnings); raises on an error."""
+    from .errors import SpecError
+    from .memory import activation_bytes
+    from .settings import check_settings, memory_warning, training_sides
+    from .shapes import analyze, valid_sizes
+
+    sides = training_sides(spec)
+    side = sides.get("$.train.crop_size", max(sides.values(), default=0)) or None
+    try:  # one analysis, at the size training runs on (for the memory estimate)
+        analysis = analyze(spec, (side, side) if side else None)
+    except SpecError:
+        if side is None:
+            raise
+        analysis = analyze(spec)  # the graph is fine; say which setting asks for a size it cannot run on
+        check_settings(analysis, valid_sizes(analysis, scan), scan)
+        raise
+    rule = valid_sizes(analysis, scan)
+    warnings = check_settings(analysis, rule, scan)
+    if side:
+        batch = spec.train.batch_size
+        warning = memory_warning(analysis.params, sum(activation_bytes(analysis, batch).values()), batch, side)
+        warnings += [warning] if warning else []
+    return (f"ok — {spec.name}, {len(spec.nodes)} nodes, {analysis.params:,} params; {rule.describe()}",
+            warnings)
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -111,7 +192,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench_cli import bench_spec
+    from .settings import check_device
 
+    check_device(args.device)
     print(bench_spec(args.spec, args.size, args.batch, args.reps, args.device, args.threads))
     return 0
 
@@ -170,9 +253,12 @@ def load_with_overrides(args: argparse.Namespace, path: str):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .settings import check_device
     from .train import train_spec
 
     spec = load_with_overrides(args, args.spec)
+    validate_one(spec, 1024)  # settings that cannot work are refused before a run folder is made
+    check_device(spec.train.device)
     summary = train_spec(spec, Path(args.runs), resume=args.resume, skip_bad=args.skip_bad,
                          progress=not args.quiet, tensorboard=args.tensorboard)
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 speaks
@@ -199,7 +285,9 @@ def cmd_init_from(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from .predict import predict
+    from .settings import check_device
 
+    check_device(args.device)
     masks = Path(args.masks) if args.masks else None
     written = predict(Path(args.source), [Path(p) for p in args.images], Path(args.output), args.device,
                       args.backend, masks)
@@ -298,69 +386,71 @@ def _add(sub: argparse._SubParsersAction, name: str, handler: Handler, help_text
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fcngraph", description=(
+    parser = Parser(prog="fcngraph", description=(
         "Declarative FCN / U-Net architecture graphs: validate, compile, train, draw, compare."))
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = _add(sub, "validate", cmd_validate, "Check specs: schema, graph, shapes and crop offsets.")
-    p.add_argument("specs", nargs="+", help="Spec JSON files.")
-    p.add_argument("--scan", type=int, default=1024, help="Largest input side scanned for valid sizes.")
+    p.add_argument("specs", nargs="+", type=text, help="Spec JSON files.")
+    p.add_argument("--scan", type=positive_int, default=1024, help="Largest input side scanned for valid sizes.")
 
     p = _add(sub, "show", cmd_show, "Per-node table: op, inputs, shape, stride, RF, params, FLOPs.")
-    p.add_argument("spec", help="Spec JSON file.")
+    p.add_argument("spec", type=text, help="Spec JSON file.")
     p.add_argument("--size", type=parse_size, default=(224, 224), help="Input size, N or HxW.")
-    p.add_argument("--scan", type=int, default=1024, help="Largest input side scanned for valid sizes.")
+    p.add_argument("--scan", type=positive_int, default=1024, help="Largest input side scanned for valid sizes.")
     p.add_argument("--resolved", action="store_true", help="Print the fully resolved spec as JSON instead "
                    "(extends, patches, blocks and defaults applied; every field filled).")
 
     p = _add(sub, "code", cmd_code, "Print the generated forward() of the compiled module.")
-    p.add_argument("spec", help="Spec JSON file.")
+    p.add_argument("spec", type=text, help="Spec JSON file.")
 
     p = _add(sub, "schema", cmd_schema, "Print the JSON Schema of the spec format.")
-    p.add_argument("-o", "--output", help="Write the schema to this file instead of stdout.")
+    p.add_argument("-o", "--output", type=output_file, help="Write the schema to this file instead of stdout.")
 
     p = _add(sub, "export", cmd_export, "Export a model to ONNX plus a sidecar JSON (classes, palette, "
              "normalisation, input-size rule) from which `predict` works alone.")
-    p.add_argument("source", help="Spec JSON file (fresh weights) or run directory / checkpoint (trained weights).")
-    p.add_argument("--onnx", required=True, help="Output .onnx file.")
+    p.add_argument("source", type=text,
+                   help="Spec JSON file (fresh weights) or run directory / checkpoint (trained weights).")
+    p.add_argument("--onnx", type=output_file, required=True, help="Output .onnx file.")
     p.add_argument("--size", type=parse_size, default=(224, 224), help="Example input size, N or HxW.")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset version.")
+    p.add_argument("--opset", type=positive_int, default=17, help="ONNX opset version.")
 
     p = _add(sub, "bench", cmd_bench, "Time the compiled model against a torch.fx interpreter of "
              "the same graph (alternating runs, one process) and print the ratio.")
-    p.add_argument("spec", help="Spec JSON file.")
+    p.add_argument("spec", type=text, help="Spec JSON file.")
     p.add_argument("--size", type=parse_size, default=(224, 224), help="Input size, N or HxW.")
-    p.add_argument("--batch", type=int, default=1, help="Batch size.")
-    p.add_argument("--reps", type=int, default=5, help="Timed repetitions of each side.")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N.")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is).")
+    p.add_argument("--batch", type=positive_int, default=1, help="Batch size.")
+    p.add_argument("--reps", type=positive_int, default=5, help="Timed repetitions of each side.")
+    p.add_argument("--device", type=device, default="cpu", help="cpu, cuda or cuda:N.")
+    p.add_argument("--threads", type=count_or_zero, default=0, help="torch CPU threads (0: leave as is).")
 
     p = _add(sub, "diagram", cmd_diagram, "Draw a spec as a U-shaped diagram (row = scale, column = "
              "longest path from the input); the .dot source is always written beside it.")
-    p.add_argument("spec", help="Spec JSON file.")
-    p.add_argument("-o", "--output", required=True, help="Output file: .svg, .png, .pdf or .dot.")
+    p.add_argument("spec", type=text, help="Spec JSON file.")
+    p.add_argument("-o", "--output", type=output_file, required=True, help="Output file: .svg, .png, .pdf or .dot.")
     p.add_argument("--size", type=parse_size, default=None, help="Input size, N or HxW, to show spatial sizes.")
     p.add_argument("--compact", action="store_true", help="Merge same-scale conv chains into one box and "
                    "fold each stage of dotted block ids (layer3.4.conv1) into one box.")
 
     p = _add(sub, "diff", cmd_diff, "Print node, edge and parameter differences from spec A to spec B, "
              "and optionally draw B with them marked.")
-    p.add_argument("a", help="The spec compared against.")
-    p.add_argument("b", help="The spec drawn.")
-    p.add_argument("-o", "--output", help="Also draw B with added/changed/removed nodes marked (.svg/.png/.pdf/.dot).")
+    p.add_argument("a", type=text, help="The spec compared against.")
+    p.add_argument("b", type=text, help="The spec drawn.")
+    p.add_argument("-o", "--output", type=output_file,
+                   help="Also draw B with added/changed/removed nodes marked (.svg/.png/.pdf/.dot).")
     p.add_argument("--size", type=parse_size, default=None, help="Input size, N or HxW, to show spatial sizes.")
     p.add_argument("--compact", action="store_true", help="Merge same-scale conv chains into one box and "
                    "fold each stage of dotted block ids (layer3.4.conv1) into one box.")
 
     p = _add(sub, "run", cmd_run, "Train and evaluate a spec (embedded synthetic data unless --data).")
-    p.add_argument("spec", help="Spec JSON file.")
-    p.add_argument("--data", help="Dataset folder (VOC layout or images/ + masks/).")
+    p.add_argument("spec", type=text, help="Spec JSON file.")
+    p.add_argument("--data", type=folder, help="Dataset folder (VOC layout or images/ + masks/).")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="Override a setting, e.g. train.lr=1e-4 (repeatable).")
-    p.add_argument("--epochs", type=int, help="Shortcut for --set train.epochs=N.")
-    p.add_argument("--device", help="Shortcut for --set train.device=DEVICE (cpu, cuda, cuda:N).")
-    p.add_argument("--runs", default="runs", help="Folder that holds run directories.")
-    p.add_argument("--init", help="Start from these weights (run dir, checkpoint or state dict), matched by "
+    p.add_argument("--epochs", type=positive_int, help="Shortcut for --set train.epochs=N.")
+    p.add_argument("--device", type=device, help="Shortcut for --set train.device=DEVICE (cpu, cuda, cuda:N).")
+    p.add_argument("--runs", type=folder, default="runs", help="Folder that holds run directories.")
+    p.add_argument("--init", type=text, help="Start from these weights (run dir, checkpoint or state dict), matched by "
                    "node id; shortcut for --set train.init=PATH.")
     p.add_argument("--resume", action="store_true", help="Continue an unfinished run from its last checkpoint.")
     p.add_argument("--skip-bad", action="store_true", help="Skip bad samples (and say how many) instead of stopping.")
@@ -370,41 +460,47 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _add(sub, "compare", cmd_compare, "Train each spec that has no finished run (finished runs are "
              "reused) and write a comparison report: tables, curves, diagrams, predictions.")
-    p.add_argument("specs", nargs="+", help="Spec JSON files, one per variant, or one experiment file "
+    p.add_argument("specs", nargs="+", type=text, help="Spec JSON files, one per variant, or one experiment file "
                    "(variants, seeds, data, budget, baseline; see specs/experiment.schema.json).")
-    p.add_argument("-o", "--output", required=True, help="Report folder (report.md, report.html, results.csv, "
+    p.add_argument("-o", "--output", type=folder, required=True,
+                   help="Report folder (report.md, report.html, results.csv, "
                    "stats.json, ...).")
-    p.add_argument("--seeds", type=int, help="Train seeds 0..N-1 of every variant (default 1; with an experiment "
+    p.add_argument("--seeds", type=positive_int,
+                   help="Train seeds 0..N-1 of every variant (default 1; with an experiment "
                    "file, replaces its seeds).")
-    p.add_argument("--baseline", help="Variant the others are compared against (default: the first).")
-    p.add_argument("--jobs", type=int, default=1, help="Independent runs trained at once, as separate processes.")
-    p.add_argument("--ray", metavar="auto|ADDRESS|local", help="Run each training run as a Ray task (pip install "
+    p.add_argument("--baseline", type=text, help="Variant the others are compared against (default: the first).")
+    p.add_argument("--jobs", type=positive_int, default=1,
+                   help="Independent runs trained at once, as separate processes.")
+    p.add_argument("--ray", type=text, metavar="auto|ADDRESS|local",
+                   help="Run each training run as a Ray task (pip install "
                    "-e '.[ray]'): 'auto' joins the running cluster, ADDRESS a given one, 'local' starts one here; "
                    "--runs must be on a filesystem every node sees. A failed task is retried once.")
-    p.add_argument("--threads", type=int, default=0, help="torch threads per run (0: with --jobs N, the cores "
+    p.add_argument("--threads", type=count_or_zero, default=0,
+                   help="torch threads per run (0: with --jobs N, the cores "
                    "split N ways; else as is). Same threads → same numbers, whatever --jobs.")
-    p.add_argument("--runs", default="runs", help="Folder that holds run directories.")
+    p.add_argument("--runs", type=folder, default="runs", help="Folder that holds run directories.")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="Override a setting in every spec, e.g. train.epochs=5 (repeatable).")
-    p.add_argument("--data", help="Dataset folder for every variant (VOC layout or images/ + masks/).")
-    p.add_argument("--epochs", type=int, help="Shortcut for --set train.epochs=N.")
+    p.add_argument("--data", type=folder, help="Dataset folder for every variant (VOC layout or images/ + masks/).")
+    p.add_argument("--epochs", type=positive_int, help="Shortcut for --set train.epochs=N.")
     p.add_argument("--quiet", action="store_true", help="No per-step progress lines.")
 
     p = _add(sub, "report", cmd_report, "Write the comparison report of existing run directories, "
              "training nothing; unfinished or failed runs are marked in the table.")
-    p.add_argument("runs", nargs="+", help="Run directories (runs/<name>-<hash>); runs of one spec name with "
+    p.add_argument("runs", nargs="+", type=folder,
+                   help="Run directories (runs/<name>-<hash>); runs of one spec name with "
                    "different train.seed are one variant over seeds, with statistics.")
-    p.add_argument("-o", "--output", required=True, help="Report folder.")
-    p.add_argument("--baseline", help="Variant the others are compared against (default: the first).")
+    p.add_argument("-o", "--output", type=folder, required=True, help="Report folder.")
+    p.add_argument("--baseline", type=text, help="Variant the others are compared against (default: the first).")
 
     p = _add(sub, "init-from", cmd_init_from, "Net surgery: pour weights into a spec's model and save them "
              "as a checkpoint to train from (--init).")
-    p.add_argument("spec", help="Spec JSON file whose model receives the weights.")
-    p.add_argument("weights", help="Run directory, fcngraph checkpoint or state dict file (.pt/.pth).")
+    p.add_argument("spec", type=text, help="Spec JSON file whose model receives the weights.")
+    p.add_argument("weights", type=text, help="Run directory, fcngraph checkpoint or state dict file (.pt/.pth).")
     p.add_argument("--map", choices=["ids", "vgg16", "resnet"], default="ids", help="ids: match node ids and "
                    "shapes (e.g. FCN-32s run → FCN-16s); vgg16: torchvision VGG16 layout, fc6/fc7 reshaped to "
                    "convs; resnet: torchvision ResNet-18/34 keys (bn1 → conv1.1) into a specs/encoders/ encoder.")
-    p.add_argument("-o", "--output", required=True, help="Checkpoint file to write.")
+    p.add_argument("-o", "--output", type=output_file, required=True, help="Checkpoint file to write.")
 
     p = _add(sub, "eval", cmd_eval, "Score a trained run on a split of a dataset: writes eval-<split>.json, "
              "a per-image CSV and per-image counts (.npz) into the run directory and prints the table.")
@@ -422,12 +518,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "CUDA). Scores agree across backends within float noise.")
 
     p = _add(sub, "predict", cmd_predict, "Write palette PNG masks and overlays for images.")
-    p.add_argument("source", help="Run directory (uses best.pt), checkpoint file, or exported .onnx "
+    p.add_argument("source", type=text, help="Run directory (uses best.pt), checkpoint file, or exported .onnx "
                    "(with its .onnx.json sidecar beside it).")
-    p.add_argument("images", nargs="+", help="Image files.")
-    p.add_argument("-o", "--output", required=True, help="Output folder.")
-    p.add_argument("--masks", help="Folder of ground-truth masks (<stem>.png): also write a prediction | truth panel.")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N.")
+    p.add_argument("images", nargs="+", type=text, help="Image files.")
+    p.add_argument("-o", "--output", type=folder, required=True, help="Output folder.")
+    p.add_argument("--masks", type=text, help="Folder of ground-truth masks (<stem>.png): also write a prediction | truth panel.")
+    p.add_argument("--device", type=device, default="cpu", help="cpu, cuda or cuda:N.")
     p.add_argument("--backend", choices=["torch", "onnxruntime"], default=None,
                    help="Inference backend (default: the fastest installed, onnxruntime if present; "
                    "torch on CUDA).")

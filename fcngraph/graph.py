@@ -96,14 +96,15 @@ def build_graph(spec: Spec) -> SpecGraph:
         hint = f"; did you mean '{close[0]}'?" if close else ""
         raise SpecError(f"output refers to unknown node '{spec.output}'{hint}", file=spec.file,
                         path="$.output")
-    try:
+    position = {node: i for i, node in enumerate(spec.nodes)}
+    position[INPUT] = -1
+    try:  # the sort fails on a cycle; only then look for it (find_cycle costs as much again)
+        order = list(nx.lexicographical_topological_sort(graph, key=position.__getitem__))
+    except nx.NetworkXUnfeasible:
         cycle = nx.find_cycle(graph)
-    except nx.NetworkXNoCycle:
-        cycle = []
-    if cycle:
         names = [edge[0] for edge in cycle] + [cycle[0][0]]
-        first = min(names[:-1], key=list(spec.nodes).index)
-        raise spec.error(first, f"cycle: {' -> '.join(names)}", "in")
+        first = min(names[:-1], key=position.__getitem__)
+        raise spec.error(first, f"cycle: {' -> '.join(names)}", "in") from None
     used = nx.ancestors(graph, spec.output) | {spec.output}
     for aux in spec.aux_outputs:
         if aux not in spec.nodes:
@@ -113,7 +114,4 @@ def build_graph(spec: Spec) -> SpecGraph:
     for node in spec.nodes:
         if node not in used:
             raise spec.error(node, f"is never used: output '{spec.output}' does not depend on it")
-    position = {node: i for i, node in enumerate(spec.nodes)}
-    position[INPUT] = -1
-    order = list(nx.lexicographical_topological_sort(graph, key=position.__getitem__))
     return SpecGraph(spec, graph, [node for node in order if node != INPUT])

@@ -2,8 +2,9 @@
 
 `node_table` is the per-node table of `fcngraph show`. `write_report` turns `RunRecord`s
 into DIR/report.md, DIR/report.html (one self-contained file: SVGs inline, images embedded,
-names escaped), results.csv, per_class.csv, training curves (PNG/SVG), one U diagram per
-variant and a qualitative grid (input | ground truth | each variant), like FCN Fig. 4.
+names escaped; Markdown by `md_text`), results.csv, per_class.csv (formula-safe cells), training
+curves (PNG/SVG), one U diagram per variant and a qualitative grid (input | ground truth | each
+variant), like FCN Fig. 4.
 Given a `stats.Comparison` (several seeds) it adds stats.json and a statistics section: mean ± std,
 intervals, paired differences against the baseline, per-class differences and one sentence each.
 """
@@ -16,6 +17,7 @@ import html
 import io
 import json
 import math
+import re
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -35,6 +37,30 @@ SCORE_COLUMNS = ["mIoU", "pixel acc", "mean acc", "f.w. IoU"]  # higher is bette
 COST_COLUMNS = ["params (M)", "GFLOPs", "latency (ms)"]  # lower is better
 NUMBER_FORMATS = {**{c: "{:.4f}" for c in SCORE_COLUMNS}, "params (M)": "{:.2f}", "GFLOPs": "{:.4g}",
                   "latency (ms)": "{:.2f}", "train time (s)": "{:.0f}", "epochs": "{:.0f}"}
+
+
+MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|#!~])")
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet runs as a formula
+
+
+def md_text(value: object) -> str:
+    """User text (variant, class names, notes) as literal Markdown: one line, no emphasis, links,
+    images, code, table cells or raw HTML."""
+    text = " ".join(str(value).split()).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return MARKDOWN_SPECIAL.sub(r"\\\1", text)
+
+
+def csv_cell(value: object) -> object:
+    """A text cell a spreadsheet would evaluate (=cmd|..., +1+1, @SUM) gets a leading '."""
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_START) else value
+
+
+def csv_text(frame: pd.DataFrame, index: bool) -> str:
+    """The CSV of a table with every text cell, header and index label formula-safe."""
+    safe = frame.map(csv_cell)
+    safe.columns = [csv_cell(c) for c in frame.columns]
+    safe.index = pd.Index([csv_cell(i) for i in frame.index], name=frame.index.name)
+    return safe.to_csv(index=index, float_format="%.6g")
 
 
 def _fraction(value: Fraction) -> str:
@@ -142,10 +168,20 @@ def _display(results: pd.DataFrame, comparison=None) -> tuple[pd.DataFrame, pd.D
     return shown.fillna(""), bold
 
 
+def _md_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every cell, header and index label of a table through `md_text`."""
+    safe = frame.map(md_text)
+    safe.columns = [md_text(c) for c in frame.columns]
+    safe.index = pd.Index([md_text(i) for i in frame.index], name=md_text(frame.index.name or ""))
+    return safe
+
+
 def markdown_tables(report: Report, comparison=None) -> tuple[str, str]:
     shown, bold = _display(report.results, comparison)
+    shown = _md_frame(shown)
+    bold.columns, bold.index = shown.columns, shown.index  # the mask must line up with the escaped labels
     results = shown.mask(bold, "**" + shown.astype(str) + "**")
-    per_class = report.per_class.map(lambda v: "—" if pd.isna(v) else f"{v:.4f}")
+    per_class = _md_frame(report.per_class.map(lambda v: "—" if pd.isna(v) else f"{v:.4f}"))
     return results.to_markdown(index=False), per_class.to_markdown()
 
 
@@ -429,12 +465,15 @@ def statistics_method(comparison) -> str:
 
 def _statistics_markdown(comparison) -> list[str]:
     table, bold, per_class = statistics_tables(comparison)
-    table = table.astype(str).mask(bold, "**" + table.astype(str) + "**")
+    table = _md_frame(table.astype(str))
+    bold.columns, bold.index = table.columns, table.index
+    table = table.mask(bold, "**" + table + "**")
     parts = ["## Statistics over seeds", "", statistics_method(comparison), "", table.to_markdown(index=False), "",
-             leader_line(comparison), ""]
-    parts += [f"- {d.sentence()}" for d in comparison.differences.values()] + [""]
+             md_text(leader_line(comparison)), ""]
+    parts += [f"- {md_text(d.sentence())}" for d in comparison.differences.values()] + [""]
     if per_class is not None and not per_class.empty:
-        parts += [f"### Per-class IoU difference vs {comparison.baseline} (95 % CI)", "", per_class.to_markdown(), ""]
+        parts += [f"### Per-class IoU difference vs {md_text(comparison.baseline)} (95 % CI)", "",
+                  _md_frame(per_class).to_markdown(), ""]
     return parts
 
 
@@ -461,8 +500,8 @@ def write_report(records: list[RunRecord], out_dir: Path, title: str = "fcngraph
     splits = _splits(records)
     sizes = {key: eval_size(s) for key, s in splits.items()}
     report = build_report(records, sizes)
-    atomic_write_text(out_dir / "results.csv", report.results.to_csv(index=False, float_format="%.6g"))
-    atomic_write_text(out_dir / "per_class.csv", report.per_class.to_csv(float_format="%.6g"))
+    atomic_write_text(out_dir / "results.csv", csv_text(report.results, index=False))
+    atomic_write_text(out_dir / "per_class.csv", csv_text(report.per_class, index=True))
 
     figures: dict[str, bytes] = {}
     curves = curves_figure(records, seeds)
@@ -493,7 +532,7 @@ def write_report(records: list[RunRecord], out_dir: Path, title: str = "fcngraph
             if diagrams[record.name] is not None:
                 atomic_write_text(out_dir / f"diagram-{safe_stem(record.name)}.svg", diagrams[record.name])
     if comparison is not None:
-        atomic_write_text(out_dir / "stats.csv", statistics_csv(comparison).to_csv(index=False, float_format="%.6g"))
+        atomic_write_text(out_dir / "stats.csv", csv_text(statistics_csv(comparison), index=False))
         atomic_write_text(out_dir / "stats.json", json.dumps(comparison.to_json(), indent=2, allow_nan=False) + "\n")
     atomic_write_text(out_dir / "report.md", _markdown(report, title, figures, diagrams, comparison))
     atomic_write_text(out_dir / "report.html", _html(report, title, figures, diagrams, comparison))
@@ -503,8 +542,8 @@ def write_report(records: list[RunRecord], out_dir: Path, title: str = "fcngraph
 def _markdown(report: Report, title: str, figures: dict[str, bytes], diagrams: dict[str, str | None],
               comparison=None) -> str:
     results, per_class = markdown_tables(report, comparison)
-    parts = [f"# {title}", "", table_caption(comparison), "", results, ""]
-    parts += [f"- {note}" for note in report.notes] + ([""] if report.notes else [])
+    parts = [f"# {md_text(title)}", "", md_text(table_caption(comparison)), "", results, ""]
+    parts += [f"- {md_text(note)}" for note in report.notes] + ([""] if report.notes else [])
     parts += _statistics_markdown(comparison) if comparison is not None else []
     parts += ["## Per-class IoU", "", per_class, "", "## Training curves", "", "![curves](curves.png)", ""]
     if "confusion.png" in figures:
@@ -515,7 +554,8 @@ def _markdown(report: Report, title: str, figures: dict[str, bytes], diagrams: d
     parts += ["## Architectures", ""]
     for name, svg in diagrams.items():
         stem = safe_stem(name)
-        parts += [f"![{name}](diagram-{stem}.svg)" if svg else f"`diagram-{stem}.dot` (install graphviz to draw)", ""]
+        parts += [f"![{md_text(name)}](diagram-{stem}.svg)" if svg else
+                  f"`diagram-{stem}.dot` (install graphviz to draw)", ""]
     return "\n".join(parts)
 
 

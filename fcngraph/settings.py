@@ -2,13 +2,24 @@
 
 Both are frozen pydantic models with defaults, inherited through `extends` key by key and
 overridable from the command line (`--set train.lr=1e-4`), validated like the graph.
+`check_settings` (spec + analysis → error or warnings) refuses statically what would only fail
+at run time; `check_device` refuses at run time a device this machine does not have.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .errors import EnvironmentProblem, SpecError
+
+if TYPE_CHECKING:
+    from .shapes import Analysis, SizeRule
+
+DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:[0-9]+)?)$"
+MAX_SEED = 2**32 - 1  # numpy's seed range; seed * 1009 + epoch still fits torch's int64
+MEMORY_BUDGET = 16 * 2**30  # bytes of parameters + activations per training step before a warning
 
 
 class TrainSettings(BaseModel):
@@ -37,12 +48,13 @@ class TrainSettings(BaseModel):
         None, description="Per-class cross-entropy weights: a list (one per class), or computed once from the "
                           "training split: median_frequency (SegNet: median(f)/f_c) or inverse_sqrt (1/sqrt(f_c)).")
     amp: Literal["none", "bf16", "fp16"] = Field("none", description="Mixed precision (CUDA).")
-    seed: int = Field(0, description="Seed for weights, data order and augmentation.")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed for weights, data order and augmentation "
+                                                        "(0 .. 2^32 − 1).")
     init: str | None = Field(None, description="Weights to start from: a run directory, a checkpoint or a "
                                                "state dict file (net surgery; see `fcngraph init-from`).")
     init_map: Literal["ids", "vgg16"] = Field("ids", description="How `init` maps onto the nodes: by node id "
                                                                 "(e.g. FCN-32s → 16s), or torchvision's VGG16.")
-    device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
+    device: str = Field("auto", pattern=DEVICE_PATTERN, description="auto, cpu, mps, cuda or cuda:N.")
     workers: int = Field(0, ge=0, description="DataLoader worker processes.")
     eval_every: int = Field(1, ge=1, description="Validate every N epochs.")
     threads: int = Field(0, ge=0, description="torch CPU threads; 0: torch's default (set 1-2 when several "
@@ -80,3 +92,75 @@ class DataSettings(BaseModel):
         if len(self.mean) != len(self.std):
             raise ValueError(f"mean has {len(self.mean)} values, std {len(self.std)}")
         return self
+
+
+# -- static checks (validate) -------------------------------------------------------------------
+def _setting_error(spec, path: str, message: str) -> SpecError:
+    return SpecError(message, file=spec.file, path=path)
+
+
+def training_sides(spec) -> dict[str, int]:
+    """Image sides the model will run on in training, by the setting that fixes them."""
+    sides = {}
+    if spec.train.crop_size is not None:
+        sides["$.train.crop_size"] = spec.train.crop_size
+    if spec.data.path is None:  # the synthetic set: whole images are validated
+        sides["$.data.size"] = spec.data.size
+    return sides
+
+
+def check_settings(analysis: Analysis, rule: SizeRule, limit: int) -> list[str]:
+    """Raise a SpecError for a setting that cannot work with this graph (class weights, output
+    channels, training sizes the model does not run on); return warnings (memory budget).
+    `rule` is the scan of sides 1..limit; a larger side is checked on its own."""
+    spec = analysis.spec
+    weights = spec.train.class_weights
+    weights = weights if isinstance(weights, list) else None  # a named rule (from data) has no length
+    if weights is not None and len(weights) != spec.num_classes:
+        raise _setting_error(spec, "$.train.class_weights",
+                             f"has {len(weights)} weights for num_classes = {spec.num_classes}")
+    if weights is not None and min(weights, default=0) < 0:
+        raise _setting_error(spec, "$.train.class_weights", "weights must not be negative")
+    if analysis.output.channels != spec.num_classes:
+        raise spec.error(spec.output, f"output node '{spec.output}' has {analysis.output.channels} channels, "
+                                      f"not num_classes = {spec.num_classes} (one score per class)")
+    from .shapes import output_length
+
+    for path, side in training_sides(spec).items():
+        scanned = side <= limit
+        if (side not in rule.outputs) if scanned else output_length(analysis, side) is None:
+            smallest = min(rule.outputs, default=None)
+            where = ("it runs on no size" if smallest is None else
+                     f"the smallest it runs on is {smallest}" if side < smallest else "not a size it runs on")
+            raise _setting_error(spec, path, f"the model does not run on {side}x{side} inputs ({where}; "
+                                             f"{rule.describe()})")
+    return []
+
+
+def memory_warning(params: int, activation_bytes: int, batch: int, side: int) -> str | None:
+    """A warning when one training step's parameters (+ gradients and optimiser state, x4)
+    and activations exceed MEMORY_BUDGET."""
+    total = params * 4 * 4 + activation_bytes
+    if total <= MEMORY_BUDGET:
+        return None
+    return (f"warning: a training step needs about {total / 2**30:,.1f} GiB ({params:,} params x 16 bytes + "
+            f"{activation_bytes / 2**30:,.1f} GiB activations for {batch} images of {side}x{side}); "
+            f"more than the {MEMORY_BUDGET / 2**30:.0f} GiB budget")
+
+
+# -- run time -------------------------------------------------------------------------------------
+def check_device(name: str) -> None:
+    """Refuse (exit 3: the machine) a device this machine does not have."""
+    import torch
+
+    if name in ("auto", "cpu"):
+        return
+    if name == "mps":
+        if not torch.backends.mps.is_available():
+            raise EnvironmentProblem("device 'mps' asked for, but this machine has no MPS (Apple GPU)")
+        return
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = int(name.partition(":")[2] or 0)
+    if index >= count:
+        have = f"only {count} CUDA device(s)" if count else "no CUDA device"
+        raise EnvironmentProblem(f"device '{name}' asked for, but this machine has {have}")

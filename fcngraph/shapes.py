@@ -7,10 +7,13 @@ reports which keep every node non-empty and every floor-rounded stride exact.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from fractions import Fraction
+
+import numpy as np
 
 from .errors import OpError, SpecError
 from .graph import SpecGraph, build_graph
@@ -98,16 +101,16 @@ def analyze(spec: Spec, size: tuple[int, int] | None = None,
             coords = [i.coord for i in ins]
             ref_coords = {f: r.coord for f, r in refs.items()}
             offsets = op.offsets(coords, ref_coords)
-            info = NodeInfo(node, op, out_ch, op.coord(coords, ref_coords), tuple(offsets),
-                            op.params(in_ch, out_ch))
-            check_allocatable(info.params)
+            coord, params = op.coord(coords, ref_coords), op.params(in_ch, out_ch)
+            check_allocatable(params)
+            hw, flops = None, 0
             if size is not None:
                 hw = (_sizes(op, ins, refs, offsets, 0), _sizes(op, ins, refs, offsets, 1))
                 if min(hw) < 1:
                     raise OpError(f"output would be {hw[0]}x{hw[1]} for a {size[0]}x{size[1]} input")
                 flops = op.flops(in_ch, out_ch, [i.size for i in ins], hw)
-                info = NodeInfo(**{**info.__dict__, "size": hw, "flops": flops})
-        nodes[node] = replace(info, residual=tuple(op.residual(coords, ref_coords)))
+        nodes[node] = NodeInfo(node, op, out_ch, coord, tuple(offsets), params,
+                               hw, flops, tuple(op.residual(coords, ref_coords)))
     _check_aux(spec, nodes)
     return Analysis(spec, graph, nodes, size)
 
@@ -199,12 +202,60 @@ class SizeRule:
 
 
 def valid_sizes(analysis: Analysis, limit: int = 1024) -> SizeRule:
-    """Scan input sides 1..limit (each axis follows the same rule)."""
-    outputs, exact = {}, []
-    for n in range(1, limit + 1):
-        result = output_length(analysis, n)
-        if result is not None:
-            outputs[n] = result[0]
-            if result[1]:
-                exact.append(n)
-    return SizeRule(outputs, exact)
+    """Scan input sides 1..limit (each axis follows the same rule), all sides at once: each
+    node's length rule runs on a numpy vector of sides, so the cost is one pass over the graph.
+    An op whose rule is not vector-safe (it branches on a length) runs side by side instead."""
+    if limit < 1:
+        return SizeRule({}, [])
+    sides = np.arange(1, limit + 1, dtype=np.int64)  # (limit,)
+    lengths, runs, exact = {INPUT: sides}, np.ones(limit, dtype=bool), np.ones(limit, dtype=bool)
+    nodes = analysis.spec.nodes
+    try:
+        refs_of = {node: nodes[node].resolve_refs(nodes) for node in analysis.graph.order}
+    except OpError:
+        return SizeRule({}, [])
+    reads = {node: [*nodes[node].inputs, *refs_of[node].values()] for node in analysis.graph.order}
+    uses = Counter(read for node_reads in reads.values() for read in node_reads)
+    uses[analysis.spec.output] += 1  # kept to the end
+    for node in analysis.graph.order:
+        op, offsets = nodes[node], list(analysis.nodes[node].offsets)
+        ins = [lengths[i] for i in op.inputs]
+        ref_lengths = {f: lengths[r] for f, r in refs_of[node].items()}
+        for read in reads[node]:  # free what no later node reads: 100,000 nodes x 1024 sides is 800 MB
+            uses[read] -= 1
+            if uses[read] == 0:
+                del lengths[read]
+        out, ok, node_exact = _vector_length(op, ins, ref_lengths, offsets, limit)
+        if ok is not None or out.min() < 1:
+            runs &= (out >= 1) if ok is None else ok & (out >= 1)
+            out = np.where(runs, out, 1)  # (limit,) keep failed sides harmless downstream
+        if node_exact is not True:
+            exact &= node_exact
+        lengths[node] = out
+    output = lengths[analysis.spec.output]
+    outputs = {int(n): int(o) for n, o in zip(sides[runs], output[runs])}
+    return SizeRule(outputs, [int(n) for n in sides[runs & exact]])
+
+
+def _vector_length(op: Op, ins: list[np.ndarray], refs: dict[str, np.ndarray], offsets: list[int],
+                   limit: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | bool]:
+    """(length, runs or None for everywhere, exact) of one node for every side (exact may be
+    the scalar True); the scalar rule side by side where the
+    vector call fails (a branch on a length raises on an array) or its result is not integral."""
+    try:
+        out, exact = op.length(ins, refs, offsets), op.exact(ins)
+        if not isinstance(out, np.ndarray) or out.shape != (limit,):  # a constant (adaptive pool)
+            out = np.full(limit, out)
+        if out.dtype.kind in "iu":  # ok None: runs wherever its inputs run
+            return out.astype(np.int64, copy=False), None, exact if exact is True else np.asarray(exact)
+    except Exception:  # noqa: BLE001 - any failure of the vector call means "not vector-safe"
+        pass
+    out, ok, exact = np.ones(limit, dtype=np.int64), np.ones(limit, dtype=bool), np.ones(limit, dtype=bool)
+    for j in range(limit):
+        scalar_ins = [int(i[j]) for i in ins]
+        try:
+            out[j] = op.length(scalar_ins, {f: int(r[j]) for f, r in refs.items()}, offsets)
+            exact[j] = bool(op.exact(scalar_ins))
+        except OpError:
+            ok[j] = False
+    return out, ok, exact

@@ -1,4 +1,6 @@
-"""Long bad-input run: N mutated specs through validate/show/code/diagram; prints counts.
+"""Long bad-input run: N cases (mutated specs through validate/show/code/diagram, mutated settings
+through validate, flags and --set strings through argument parsing, experiment files through their
+loader); prints counts per kind and outcome.
 
     .venv/bin/python scripts/fuzz_cli.py --cases 10000 [--seed 0]
 
@@ -17,24 +19,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.fuzzing import fuzz_one, seed_specs  # noqa: E402
+from tests.fuzzing import fuzz_any, seed_specs  # noqa: E402
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", type=int, default=10000, help="How many mutated specs to run.")
+    parser.add_argument("--cases", type=int, default=10000, help="How many cases to run.")
     parser.add_argument("--seed", type=int, default=0, help="Random seed of the mutations.")
     args = parser.parse_args()
     rng, seeds, counts, broken = random.Random(args.seed), seed_specs(ROOT / "specs"), Counter(), []
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.cases):
-            outcome = fuzz_one(seeds, rng, Path(tmp))
+            outcome = fuzz_any(seeds, rng, Path(tmp))
             counts[(outcome.command, "ok" if outcome.status == 0 else
                     "one-line error" if outcome.kept_promise else "BROKEN")] += 1
             if not outcome.kept_promise:
                 broken.append(outcome)
     for (command, kind), n in sorted(counts.items()):
-        print(f"{command:9s} {kind:15s} {n}")
+        print(f"{command:10s} {kind:15s} {n}")
     print(f"total {args.cases}: {len(broken)} broke the promise")
     for outcome in broken[:20]:
         print(f"  {outcome.command} after {outcome.mutation}: status {outcome.status}: "

@@ -1,4 +1,5 @@
-"""Mutated specs through the CLI: every outcome is success or one documented error line."""
+"""Mutated specs, settings, flags and experiment files through the CLI and its loaders: every
+outcome is success or one documented error line."""
 
 from __future__ import annotations
 
@@ -31,4 +32,18 @@ def test_mutated_specs_keep_the_error_promise(tmp_path, block):
         if not outcome.kept_promise:
             broken.append(f"{outcome.command} after {outcome.mutation}: status {outcome.status}: "
                           f"{outcome.stderr.strip().splitlines()[-1:]}")
+    assert not broken, "\n".join(broken[:10])
+
+
+@pytest.mark.parametrize("kind", ["settings", "flags", "experiment"])
+def test_mutated_settings_flags_and_experiments_keep_the_error_promise(tmp_path, kind):
+    from tests.fuzzing import fuzz_experiment, fuzz_flags, fuzz_settings
+
+    rng, seeds, broken = random.Random(2000), seed_specs(SPECS), []
+    cases = {"settings": lambda: fuzz_settings(seeds, rng, tmp_path), "flags": lambda: fuzz_flags(rng, tmp_path),
+             "experiment": lambda: fuzz_experiment(rng, tmp_path)}[kind]
+    for _ in range(100):
+        outcome = cases()
+        if not outcome.kept_promise:
+            broken.append(f"{outcome.mutation}: status {outcome.status}: {outcome.stderr.strip().splitlines()[-1:]}")
     assert not broken, "\n".join(broken[:10])

@@ -43,6 +43,8 @@ class Coord:
     def window(self, kernel: int, stride: int, pad: int, dilation: int = 1) -> Coord:
         """The map after a sliding window (conv or pool) over this node."""
         extent = dilation * (kernel - 1)
+        if stride == 1 and extent == 2 * pad:  # a 'same' window: only the field grows (fast path)
+            return Coord(self.scale, self.shift, self.rf + extent * self.scale, self.gridless)
         return Coord(self.scale * stride, self.shift + self.scale * (Fraction(extent, 2) - pad),
                      self.rf + extent * self.scale, self.gridless)
 
@@ -52,7 +54,9 @@ def window_length(n: int, kernel: int, stride: int, pad: int, dilation: int = 1,
     """Output length of a conv/pool window over n pixels; `ceil` rounds up as Caffe's pooling
     and PyTorch's ceil_mode do (they differ only when kernel < stride without padding, where
     PyTorch, which runs the model, also drops a window that would start past the input)."""
-    span = n + 2 * pad - dilation * (kernel - 1) - 1
+    if stride == 1:  # no rounding; one operation, since n may be a numpy vector (valid_sizes)
+        return n + (2 * pad - dilation * (kernel - 1))
+    span = n + (2 * pad - dilation * (kernel - 1) - 1)
     if not ceil:
         return span // stride + 1
     out = -(-span // stride) + 1

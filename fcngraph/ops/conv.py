@@ -69,6 +69,9 @@ class Conv(Op):
     def windows(self) -> list[tuple[int, int, int, int]]:
         """(kernel, stride, pad, dilation) per layer; channels play no part in geometry."""
         n = len(self.outs)
+        if not isinstance(self.pad, (list, str)) and not any(
+                isinstance(v, list) for v in (self.kernel, self.stride, self.dilation)):
+            return [(self.kernel, self.stride, self.pad, self.dilation)] * n  # one shared window
         windows = []
         for k, s, p, d in zip(per_layer(self.kernel, n, "kernel"), per_layer(self.stride, n, "stride"),
                               per_layer(self.pad, n, "pad"), per_layer(self.dilation, n, "dilation")):
@@ -112,12 +115,12 @@ class Conv(Op):
         return n
 
     def exact(self, ins):
-        n = ins[0]
+        n, exact = ins[0], True  # `&`, not `if`: also runs on a numpy vector of lengths (valid_sizes)
         for k, s, p, d in self.windows():
-            if (n + 2 * p - d * (k - 1) - 1) % s:
-                return False
+            if s != 1:
+                exact = exact & ((n + (2 * p - d * (k - 1) - 1)) % s == 0)
             n = window_length(n, k, s, p, d)
-        return True
+        return exact
 
     def params(self, ins, out):
         total = 0

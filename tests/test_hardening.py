@@ -1,0 +1,191 @@
+"""Hardening: settings checked statically by `validate`, an unavailable device refused at run time
+(exit 3), flags refused by argument parsing (exit 2), and the vectorised valid-size scan equal to
+the exhaustive per-side scan."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fcngraph import cli
+from fcngraph.errors import EXIT_ENVIRONMENT, EXIT_INPUT, EnvironmentProblem
+from fcngraph.settings import MEMORY_BUDGET, check_device, memory_warning
+from fcngraph.shapes import SizeRule, analyze, output_length, valid_sizes
+from fcngraph.spec import load_spec
+
+from .conftest import ROOT, SPECS, tiny_spec
+
+
+def _write(tmp_path, data, name="s.json"):
+    path = tmp_path / name
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _validate(capsys, path) -> tuple[int, str, str]:
+    status = cli.main(["validate", str(path)])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+# -- 1. settings checked statically ---------------------------------------------------------------
+@pytest.mark.parametrize("settings, message", [
+    ({"train": {"class_weights": [1.0, 2.0]}}, "$.train.class_weights: has 2 weights for num_classes = 3"),
+    ({"train": {"class_weights": [1.0, -1.0, 1.0]}}, "$.train.class_weights: weights must not be negative"),
+    ({"train": {"device": "tpu:7"}}, "$.train.device"),
+    ({"train": {"device": "cuda:x"}}, "$.train.device"),
+    ({"train": {"seed": 2**64}}, "$.train.seed"),
+    ({"train": {"seed": -1}}, "$.train.seed"),
+    ({"train": {"crop_size": 1}}, "$.train.crop_size: the model does not run on 1x1 inputs (the smallest"),
+])
+def test_validate_refuses_settings_that_would_fail_at_run_time(tmp_path, capsys, settings, message):
+    status, out, err = _validate(capsys, _write(tmp_path, {**tiny_spec(), **settings}))
+    assert status == EXIT_INPUT and out == ""
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err
+
+
+def test_crop_size_checked_against_the_spec_size_rule(tmp_path, capsys):
+    # tiny_spec pools by 2 then crops a x2 upsampling to the input: it runs on sides ≥ 2 only
+    assert _validate(capsys, _write(tmp_path, {**tiny_spec(), "train": {"crop_size": 2}}))[0] == 0
+    rule = valid_sizes(analyze(load_spec(tiny_spec())), 64)
+    assert min(rule.outputs) == 2
+
+
+def test_synthetic_image_size_checked_against_the_size_rule(tmp_path, capsys):
+    data = {**json.loads((SPECS / "unet-original.json").read_text()), "data": {"size": 64}}
+    status, _, err = _validate(capsys, _write(tmp_path, data))
+    assert status == EXIT_INPUT and err.count("\n") == 1
+    assert "$.data.size: the model does not run on 64x64 inputs (the smallest it runs on is 188" in err
+
+
+def test_output_channels_must_equal_num_classes(tmp_path, capsys):
+    data = tiny_spec()
+    data["nodes"]["s"] = {"op": "conv", "in": "c2", "out": 5, "kernel": 1, "act": "none"}
+    status, _, err = _validate(capsys, _write(tmp_path, data))
+    assert status == EXIT_INPUT
+    assert "output node 'out' has 5 channels, not num_classes = 3" in err and err.count("\n") == 1
+
+
+def test_memory_budget_is_a_warning_with_the_estimate(tmp_path, capsys):
+    data = {**tiny_spec(), "train": {"batch_size": 4096, "crop_size": 512}}
+    status, out, err = _validate(capsys, _write(tmp_path, data))
+    assert status == 0 and ": ok — tiny" in out
+    assert "warning: a training step needs about" in err and "GiB budget" in err and "4096 images of 512x512" in err
+    assert memory_warning(10, 0, 1, 8) is None
+    assert "GiB" in memory_warning(MEMORY_BUDGET // 16 + 1, 0, 1, 8)
+
+
+def test_every_shipped_spec_validates_without_warnings(capsys):
+    shipped = sorted(p for p in SPECS.glob("*.json") if "schema" not in p.name)
+    assert cli.main(["validate", *map(str, shipped)]) == 0
+    out, err = capsys.readouterr()
+    assert out.count(": ok — ") == len(shipped) and err == ""
+
+
+@pytest.mark.parametrize("device", ["cuda:99", "mps"])
+def test_an_unavailable_device_is_an_environment_error(device):
+    try:
+        check_device(device)
+    except EnvironmentProblem as exc:
+        assert exc.exit_status == EXIT_ENVIRONMENT and f"device '{device}' asked for" in str(exc)
+
+
+def test_run_on_an_unavailable_device_exits_3_before_a_run_folder(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    status = cli.main(["run", str(_write(tmp_path, tiny_spec())), "--device", "cuda:99", "--runs", str(runs)])
+    err = capsys.readouterr().err
+    assert status == EXIT_ENVIRONMENT and err.count("\n") == 1 and "cuda:99" in err
+    assert not runs.exists()
+
+
+# -- 3. valid sizes: the vectorised scan equals the exhaustive one -------------------------------------
+def _exhaustive(analysis, limit: int) -> SizeRule:
+    outputs, exact = {}, []
+    for n in range(1, limit + 1):
+        result = output_length(analysis, n)
+        if result is not None:
+            outputs[n] = result[0]
+            exact += [n] if result[1] else []
+    return SizeRule(outputs, exact)
+
+
+SIZE_SPECS = sorted(p for p in [*SPECS.glob("*.json"), *(ROOT / "tests" / "specs").glob("*.json")]
+                    if "schema" not in p.name)
+
+
+@pytest.mark.parametrize("path", SIZE_SPECS, ids=lambda p: p.stem)
+def test_valid_sizes_match_the_exhaustive_scan(path):
+    analysis = analyze(load_spec(path))
+    fast, slow = valid_sizes(analysis, 400), _exhaustive(analysis, 400)
+    assert fast == slow and fast.describe() == slow.describe()
+
+
+def test_valid_sizes_match_with_ceil_pools_and_size_references():
+    data = tiny_spec(p1={"op": "pool", "in": "c1", "kernel": 3, "stride": 2, "pad": 1, "ceil": True},
+                     out={"op": "upsample", "in": "up", "to": "input"})
+    analysis = analyze(load_spec(data))
+    assert valid_sizes(analysis, 200) == _exhaustive(analysis, 200)
+
+
+# -- 2. flags refused by argument parsing -------------------------------------------------------------
+@pytest.mark.parametrize("argv, message", [
+    (["run", "S", "--epochs", "0"], "argument --epochs: must be at least 1, got 0"),
+    (["run", "S", "--data", ""], "argument --data: must not be empty"),
+    (["run", "S", "--device", "tpu:7"], "argument --device: 'tpu:7' is not auto, cpu, mps, cuda or cuda:N"),
+    (["bench", "S", "--reps", "0"], "argument --reps: must be at least 1, got 0"),
+    (["bench", "S", "--threads", "-1"], "argument --threads: must be at least 1, got -1"),
+    (["schema", "-o", "FOLDER"], "argument -o/--output: 'FOLDER' is a folder; give a file name"),
+    (["diagram", "S", "-o", "FOLDER"], "is a folder; give a file name"),
+    (["compare", "S", "-o", "r", "--runs", "S"], "argument --runs: 'S' is a file; give a folder"),
+    (["compare", "S", "-o", "r", "--jobs", "0"], "argument --jobs: must be at least 1"),
+    (["compare", "S", "-o", "r", "--seeds", "x"], "argument --seeds: 'x' is not an integer"),
+    (["report", "S", "-o", "r"], "argument runs: 'S' is a file; give a folder"),
+    (["report", "FOLDER", "-o", "S"], "argument -o/--output: 'S' is a file; give a folder"),
+    (["validate", "S", "--scan", "0"], "argument --scan: must be at least 1"),
+    (["show", "S", "--size", "0x4"], "positive sides"),
+    (["validate", ""], "argument specs: must not be empty"),
+])
+def test_bad_flags_are_one_line_exit_2(tmp_path, capsys, argv, message):
+    spec = _write(tmp_path, tiny_spec())
+    names = {"S": str(spec), "FOLDER": str(tmp_path)}
+    argv = [names.get(a, a) for a in argv]
+    message = message.replace("'S'", f"'{spec}'").replace("'FOLDER'", f"'{tmp_path}'")
+    with pytest.raises(SystemExit) as stop:
+        cli.main(argv)
+    out, err = capsys.readouterr()
+    assert stop.value.code == EXIT_INPUT and out == ""
+    assert err.count("\n") == 1 and message in err and "--help" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.json"]  # nothing written
+
+
+# -- 4. escaping at every boundary of the report ---------------------------------------------------------
+HOSTILE = "=cmd|' /C calc'!A0 <script>alert(1)</script> | *b* _i_ [x](javascript:alert(1)) `c` ![i](x)\nnext"
+
+
+def test_hostile_names_reach_no_report_as_markup(tmp_path):
+    from pathlib import Path
+
+    from fcngraph.compare import RunRecord
+    from fcngraph.report import write_report
+
+    classes = ["road", "@SUM(A1)", "<img src=x onerror=alert(1)>", "+1|2"]
+    records = [
+        RunRecord(HOSTILE, Path("nowhere"), "incomplete", note="-2+3 <b>note</b> | *x*",
+                  scores={"classes": classes, "iou": [0.5, 0.25, 0.125, 0.0], "miou": 0.2}),
+        RunRecord("@other", Path("nowhere"), "missing", note="=HYPERLINK(\"http://evil\")"),
+    ]
+    write_report(records, tmp_path)
+    markdown = (tmp_path / "report.md").read_text()
+    for raw in ("<script>", "<img", "<b>", "[x](javascript:", "*b*", "_i_", "`c`", "![i]", "| *x*", "+1|2"):
+        assert raw not in markdown, raw
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in markdown and "\\*b\\* \\_i\\_" in markdown
+    page = (tmp_path / "report.html").read_text()
+    assert "<script>" not in page and "<img src=x" not in page and "&lt;script&gt;" in page
+    for name in ("results.csv", "per_class.csv"):
+        lines = (tmp_path / name).read_text().splitlines()
+        cells = [cell for line in lines for cell in line.split(",")]
+        assert not any(cell.lstrip('"').startswith(("=", "+", "-", "@")) for cell in cells), (name, lines)
+    assert "'=cmd|" in (tmp_path / "results.csv").read_text()
+    assert "'@SUM(A1)" in (tmp_path / "per_class.csv").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir() if "script" in p.name or "/" in p.name) == []
