@@ -522,7 +522,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(with its .onnx.json sidecar beside it).")
     p.add_argument("images", nargs="+", type=text, help="Image files.")
     p.add_argument("-o", "--output", type=folder, required=True, help="Output folder.")
-    p.add_argument("--masks", type=text, help="Folder of ground-truth masks (<stem>.png): also write a prediction | truth panel.")
+    p.add_argument("--masks", type=text, help="Folder of ground-truth masks (<stem>.png): also write a "
+                   "prediction | truth panel.")
     p.add_argument("--device", type=device, default="cpu", help="cpu, cuda or cuda:N.")
     p.add_argument("--backend", choices=["torch", "onnxruntime"], default=None,
                    help="Inference backend (default: the fastest installed, onnxruntime if present; "
