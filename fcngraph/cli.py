@@ -368,9 +368,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     for record in records:
         if record.spec is not None:
             grid.setdefault(record.name, {}).setdefault(record.spec.train.seed, record)
-    if all(len(by_seed) == 1 for by_seed in grid.values()):
+    if len(grid) < 2:  # nothing to compare: no statistics
         return _report(records, args.output)
-    # several seeds of a variant (runs of one spec name with different train.seed): one column each
+    # runs of one spec name with different train.seed are one variant's seeds: one column each
     first_seed = [by_seed[min(by_seed)] for by_seed in grid.values()]
     others = [r for r in records if r.spec is None]
     seeds = {name: [by_seed[s] for s in sorted(by_seed)] for name, by_seed in grid.items()}

@@ -411,7 +411,8 @@ def statistics_tables(comparison) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFr
     rows, bold = [], []
     for name, s in sorted(comparison.summaries.items(), key=lambda item: -item[1].mean):
         d = comparison.differences.get(name)
-        rows.append({"variant": name, "mIoU mean ± std": f"{s.mean:.4f} ± {s.std:.4f}", "95 % CI": _ci(s.low, s.high),
+        rows.append({"variant": name, "mIoU mean ± std": f"{s.mean:.4f} ± {s.std:.4f}" if len(s.per_seed) > 1
+                     else f"{s.mean:.4f} (one seed)", "95 % CI": _ci(s.low, s.high),
                      f"Δ vs {comparison.baseline}": "baseline" if d is None else f"{d.diff:+.4f}",
                      "Δ 95 % CI": "" if d is None else _ci(d.low, d.high),
                      "p": "" if d is None else ("< 0.001" if d.p < 0.001 else f"{d.p:.3f}"),
@@ -441,12 +442,12 @@ def statistics_csv(comparison) -> pd.DataFrame:
 
 def table_caption(comparison) -> str:
     """Which split and checkpoint every number comes from, and what bold means."""
-    bold = ("mIoU in bold only for a variant significantly ahead of every other (see Statistics); lowest "
-            "cost in bold" if comparison is not None else "the best value of each column (complete runs) in bold")
-    return ("Sorted by validation mIoU. mIoU, pixel acc, mean acc, f.w. IoU: validation split, last epoch "
-            "(last.pt); best mIoU / best epoch: the epoch best.pt holds; mIoU (<split>): `fcngraph eval` on that "
-            f"split (best.pt unless the eval file says otherwise). {bold[0].upper() + bold[1:]}. Latency: batch 1 "
-            "forward at the eval size on the default inference backend, on the machine that wrote the report.")
+    bold = ("Bold: mIoU only for a variant significantly ahead of every other (see Statistics), and the "
+            "lowest cost." if comparison is not None else "Bold: the best value of each column (complete runs).")
+    return ("Sorted by validation mIoU. mIoU, pixel acc, mean acc, f.w. IoU: the validation split, last epoch "
+            "(last.pt); best mIoU, best epoch: the epoch best.pt holds; mIoU (split): `fcngraph eval` on that "
+            f"split. {bold} Latency: batch 1 forward at the eval size on the default inference backend, on the "
+            "machine that wrote the report.")
 
 
 def leader_line(comparison) -> str:
@@ -542,7 +543,7 @@ def write_report(records: list[RunRecord], out_dir: Path, title: str = "fcngraph
 def _markdown(report: Report, title: str, figures: dict[str, bytes], diagrams: dict[str, str | None],
               comparison=None) -> str:
     results, per_class = markdown_tables(report, comparison)
-    parts = [f"# {md_text(title)}", "", md_text(table_caption(comparison)), "", results, ""]
+    parts = [f"# {md_text(title)}", "", table_caption(comparison), "", results, ""]
     parts += [f"- {md_text(note)}" for note in report.notes] + ([""] if report.notes else [])
     parts += _statistics_markdown(comparison) if comparison is not None else []
     parts += ["## Per-class IoU", "", per_class, "", "## Training curves", "", "![curves](curves.png)", ""]
