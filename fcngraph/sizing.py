@@ -46,16 +46,37 @@ def next_side(spec: Spec, n: int) -> int:
     return sides[i]
 
 
+@lru_cache(maxsize=32)
+def _fit(canonical_json: str):
+    from .infer import size_fit
+    from .spec import load_spec
+
+    return size_fit(analyze(load_spec(__import__("json").loads(canonical_json))), SCAN)
+
+
+def fit_of(spec: Spec):
+    """How any image side is fitted to the model (`infer.SizeFit`: pad by `shift` at top/left and up
+    to a valid side, crop the scores back); covers valid-conv nets whose output is smaller than
+    their input. A one-line error when the valid sizes follow no single step."""
+    import json
+
+    from .errors import FcngraphError
+
+    try:
+        return _fit(json.dumps(spec.canonical(), sort_keys=True))
+    except FcngraphError as exc:
+        raise DataError(f"spec '{spec.name}': cannot pad inputs to a valid size: {exc}") from None
+
+
 def check_sizes(spec: Spec, sizes: set[tuple[int, int]], pad: bool, what: str) -> None:
     """Before training/evaluating: every (H, W) must be valid, or paddable when `pad` is on."""
+    if pad:
+        fit_of(spec)  # any side can be fitted, or a one-line error saying why not
+        return
     sides, rule = same_size_sides(spec)
     valid = set(sides)
     bad = sorted({s for s in sizes if s[0] not in valid or s[1] not in valid})
     if not bad:
-        return
-    if pad:
-        for h, w in bad:
-            next_side(spec, h), next_side(spec, w)
         return
     shown = ", ".join(f"{w}x{h}" for h, w in bad[:3])
     near = ", ".join(f"{next_side(spec, w)}x{next_side(spec, h)}" for h, w in bad[:3])
@@ -64,7 +85,8 @@ def check_sizes(spec: Spec, sizes: set[tuple[int, int]], pad: bool, what: str) -
 
 
 class PadToValid(torch.nn.Module):
-    """model(x) for any H×W: pad x (bottom/right, zeros) to the next valid side, crop scores back."""
+    """model(x) for any H×W: pad x (zeros, i.e. the mean after normalisation) by the output's shift
+    at top/left and up to the next valid side at bottom/right, then crop the scores back to H×W."""
 
     def __init__(self, model: torch.nn.Module, spec: Spec) -> None:
         super().__init__()
@@ -72,9 +94,10 @@ class PadToValid(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        ph, pw = next_side(self.spec, h), next_side(self.spec, w)
-        padded = F.pad(x, (0, pw - w, 0, ph - h))  # [B, C, ph, pw]
-        scores = self.model(padded)  # [B, K, ph, pw], or (main, *aux) in train mode
+        fit = fit_of(self.spec)
+        ph, pw = fit.padded(h), fit.padded(w)
+        padded = F.pad(x, (fit.shift, pw - w - fit.shift, fit.shift, ph - h - fit.shift))  # [B, C, ph, pw]
+        scores = self.model(padded)  # [B, K, ph + delta, pw + delta], or (main, *aux) in train mode
         if isinstance(scores, tuple):
             return tuple(s[..., :h, :w] for s in scores)
         return scores[..., :h, :w]  # [B, K, h, w]

@@ -124,6 +124,25 @@ def test_pad_crop_round_trip_matches_the_valid_size_output():
     assert out.shape == (1, 6, 45, 30) and torch.equal(out, reference)
 
 
+def test_valid_conv_unet_is_fitted_to_any_size():
+    """unet-original (valid convs: output = input − 184, shifted by 92) on a 45×30 image: the padding
+    wrapper shifts the image by 92 so output pixel j lands on image pixel j, and returns 45×30."""
+    from fcngraph.compile import compile_spec
+    from fcngraph.sizing import fit_of
+
+    spec = load_spec(SPECS / "unet-original.json")
+    fit = fit_of(spec)
+    assert (fit.shift, fit.delta) == (92, -184)
+    torch.manual_seed(0)
+    model = compile_spec(spec).eval()
+    x = torch.randn(1, 1, 45, 30)
+    h, w = fit.padded(45), fit.padded(30)
+    with torch.no_grad():
+        out = PadToValid(model, spec)(x)
+        reference = model(torch.nn.functional.pad(x, (92, w - 30 - 92, 92, h - 45 - 92)))[..., :45, :30]
+    assert out.shape == (1, 2, 45, 30) and torch.equal(out, reference)
+
+
 def test_unpadded_spec_on_bad_sizes_is_one_line(tmp_path, capsys):
     data = make_folder(tmp_path / "d", size=(45, 30), classes=6)
     err = one_line_error(capsys, ["run", str(SPECS / "unet-mini.json"), "--data", str(data), "--runs",
