@@ -332,7 +332,7 @@ def is_experiment(path: str) -> bool:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import run_all, statistics
+    from .compare import run_all
     from .experiment import expand, from_specs, load_experiment
 
     if len(args.specs) == 1 and is_experiment(args.specs[0]):
@@ -354,27 +354,42 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for (name, seed, _), record in zip(cells, records):
         record.name = name
         grid.setdefault(name, {})[seed] = record
-    comparison = statistics(grid, baseline)
+    comparison = statistics_or_none(grid, baseline)
     first_seed = [by_seed[min(by_seed)] for by_seed in grid.values()]
     seeds = {name: [by_seed[s] for s in sorted(by_seed)] for name, by_seed in grid.items()}
     return _report(first_seed, args.output, comparison, title, seeds)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .compare import read_run, statistics
+    from .compare import distinct_names, read_run
 
     records = [read_run(Path(path)) for path in args.runs]
     grid: dict = {}
     for record in records:
         if record.spec is not None:
             grid.setdefault(record.name, {}).setdefault(record.spec.train.seed, record)
-    if len(grid) < 2:  # nothing to compare: no statistics
-        return _report(records, args.output)
+    if all(len(by_seed) == 1 for by_seed in grid.values()):  # one run per name (or repeats of a seed)
+        records = distinct_names(records)
+        single = {r.name: {r.spec.train.seed: r} for r in records if r.spec is not None and r.status == "complete"}
+        comparison = statistics_or_none(single, args.baseline) if len(single) > 1 else None
+        return _report(records, args.output, comparison)
     # runs of one spec name with different train.seed are one variant's seeds: one column each
     first_seed = [by_seed[min(by_seed)] for by_seed in grid.values()]
     others = [r for r in records if r.spec is None]
     seeds = {name: [by_seed[s] for s in sorted(by_seed)] for name, by_seed in grid.items()}
-    return _report(first_seed + others, args.output, statistics(grid, args.baseline), seeds=seeds)
+    return _report(first_seed + others, args.output, statistics_or_none(grid, args.baseline), seeds=seeds)
+
+
+def statistics_or_none(grid, baseline):
+    """Paired statistics, or None (said on stderr) when the runs cannot be paired, e.g. variants
+    validated on different images: the report is still written, without a statistics section."""
+    from .compare import statistics
+
+    try:
+        return statistics(grid, baseline)
+    except FcngraphError as exc:
+        print(f"fcngraph: no statistics: {exc}", file=sys.stderr)
+        return None
 
 
 # -- parser -----------------------------------------------------------------------------------

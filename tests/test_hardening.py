@@ -31,7 +31,7 @@ def _validate(capsys, path) -> tuple[int, str, str]:
 
 # -- 1. settings checked statically ---------------------------------------------------------------
 @pytest.mark.parametrize("settings, message", [
-    ({"train": {"class_weights": [1.0, 2.0]}}, "$.train.class_weights: has 2 weights for num_classes = 3"),
+    ({"train": {"class_weights": [1.0, 2.0]}}, "train.class_weights has 2 values, num_classes is 3"),
     ({"train": {"class_weights": [1.0, -1.0, 1.0]}}, "$.train.class_weights: weights must not be negative"),
     ({"train": {"device": "tpu:7"}}, "$.train.device"),
     ({"train": {"device": "cuda:x"}}, "$.train.device"),

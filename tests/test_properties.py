@@ -130,7 +130,11 @@ def test_static_shapes_equal_real_shapes(data):
         return
     model = compile_spec(analysis).eval()
     with torch.no_grad():
-        shapes = real_shapes(model, torch.randn(2, spec.input.channels, *size))
+        try:
+            shapes = real_shapes(model, torch.randn(2, spec.input.channels, *size))
+        except ValueError as error:  # instance norm of a 1×1 map (e.g. after a global pool): torch refuses
+            assume("spatial element" not in str(error))  # a size the net cannot run on, not a shape error
+            raise
     for node, info in analysis.nodes.items():
         assert shapes[model.fx_name_of[node]] == (2, info.channels, *info.size), node
     assert sum(p.numel() for p in model.parameters()) == analysis.params
