@@ -112,6 +112,38 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     assert len((run_b / "metrics.jsonl").read_text().splitlines()) == 6
 
 
+KILL_INSIDE_WRITE = """
+import io, os, signal, sys, torch
+from fcngraph import train
+real_atomic_write = train.atomic_write
+
+def dying_atomic_write(path, write):  # inside the real write: half the new bytes on disk, then SIGKILL
+    def half_then_die(handle):
+        data = io.BytesIO()
+        write(data)
+        handle.write(data.getvalue()[: len(data.getvalue()) // 2])
+        handle.flush()
+        os.fsync(handle.fileno())
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_atomic_write(path, half_then_die)
+
+train.atomic_write = dying_atomic_write
+train.save_checkpoint(train.Path(sys.argv[1]), {"model": {"w": torch.full((1000,), 2.0)}, "epoch": 2})
+"""
+
+
+def test_a_kill_inside_the_checkpoint_write_keeps_the_previous_checkpoint(tmp_path):
+    from fcngraph.train import load_checkpoint, save_checkpoint
+
+    path = tmp_path / "run" / "last.pt"
+    save_checkpoint(path, {"model": {"w": torch.full((1000,), 1.0)}, "epoch": 1})
+    victim = subprocess.run([sys.executable, "-c", KILL_INSIDE_WRITE, str(path)], cwd=ROOT, timeout=120)
+    assert victim.returncode == -signal.SIGKILL  # died inside the write, after half the bytes
+    state = load_checkpoint(path)  # the previous checkpoint, whole
+    assert state["epoch"] == 1 and torch.equal(state["model"]["w"], torch.full((1000,), 1.0))
+    assert [p.name for p in path.parent.iterdir() if p.suffix == ".pt"] == ["last.pt"]
+
+
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, capsys):
     code = main(["run", str(SPECS / "fcn32s-mini.json"), *QUICK, "--epochs", "3", "--runs", str(tmp_path),
                  "--set", "train.lr=1e30", "--set", "train.optimizer=sgd", "--set", "train.warmup_iters=0"])
