@@ -166,12 +166,18 @@ def predictions(record: RunRecord, splits: Splits, indices: list[int]) -> list[t
     path = record.checkpoint()
     if path is None:
         return None
+    net = _trained_net(record, path)
+    return [net(splits.val[i][0][None]).argmax(1)[0] for i in indices]  # each [H, W]
+
+
+def _trained_net(record: RunRecord, path: Path) -> torch.nn.Module:
+    """The run's model with the weights at `path`, in eval mode, behind the padding wrapper so it
+    labels any image size as training evaluated it."""
     from .sizing import PadToValid
 
     model = compile_spec(record.spec).eval()
     model.load_state_dict(load_checkpoint(path)["model"])
-    net = PadToValid(model, record.spec)  # any image size, as training evaluated it
-    return [net(splits.val[i][0][None]).argmax(1)[0] for i in indices]  # each [H, W]
+    return PadToValid(model, record.spec)
 
 
 # -- seeds, per-image counts, parallel runs --------------------------------------------------------
@@ -184,7 +190,6 @@ def per_image_counts(record: RunRecord, splits: Splits) -> dict[str, Any] | None
 
     from .evaluate import load_per_image
     from .metrics import ConfusionMatrix
-    from .sizing import PadToValid
 
     if record.spec is None:
         return None
@@ -195,9 +200,7 @@ def per_image_counts(record: RunRecord, splits: Splits) -> dict[str, Any] | None
     path = record.path / "last.pt" if (record.path / "last.pt").is_file() else record.checkpoint()
     if path is None:
         return None
-    model = compile_spec(record.spec).eval()
-    model.load_state_dict(load_checkpoint(path)["model"])
-    net = PadToValid(model, record.spec)  # any image size, as training evaluated it
+    net = _trained_net(record, path)
     rows = []
     with torch.inference_mode():
         for i in range(len(splits.val)):

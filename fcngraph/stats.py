@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -58,12 +57,6 @@ def from_per_image(name: str, per_seed: dict[int, dict[str, np.ndarray]]) -> Var
             raise StatsError(f"{name}: seed {seed} was evaluated on other images than seed {seeds[0]}")
         stacked.append(np.stack([np.asarray(part[k], dtype=np.int64)[order] for k in ("tp", "gt", "pred")], 1))
     return VariantCounts(name, seeds, ids, np.stack(stacked))  # [S, N, 3, C]
-
-
-def load_npz(path: Path) -> dict[str, np.ndarray]:
-    """A per-image .npz (ids, tp, gt, pred) → its arrays."""
-    with np.load(path, allow_pickle=False) as data:
-        return {key: data[key] for key in ("ids", "tp", "gt", "pred")}
 
 
 # -- the statistic ----------------------------------------------------------------------------------
