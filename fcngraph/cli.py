@@ -242,14 +242,10 @@ def override_assignments(args: argparse.Namespace) -> list[str]:
 def load_with_overrides(args: argparse.Namespace, path: str):
     """The spec with --set/--data applied; a relative data.path is relative to the spec file (as
     `extends` is), --data to the working directory."""
-    from .overrides import apply_overrides
+    from .overrides import apply_overrides, resolve_data_path
     from .spec import load_spec
 
-    spec = load_spec(path)
-    if spec.data.path and not Path(spec.data.path).is_absolute():
-        where = (Path(path).parent / spec.data.path).resolve()
-        spec = apply_overrides(spec, [f"data.path={json.dumps(str(where))}"])
-    return apply_overrides(spec, override_assignments(args))
+    return apply_overrides(resolve_data_path(load_spec(path)), override_assignments(args))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -332,14 +328,14 @@ def is_experiment(path: str) -> bool:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import run_all
+    from .compare import run_in_stages
     from .experiment import expand, from_specs, load_experiment
 
     if len(args.specs) == 1 and is_experiment(args.specs[0]):
         experiment = load_experiment(args.specs[0])
         if args.seeds is not None:
             experiment = experiment.model_copy(update={"seeds": list(range(args.seeds))})
-        grid_specs = expand(experiment, override_assignments(args))
+        grid_specs = expand(experiment, override_assignments(args), Path(args.runs))
         baseline, title = args.baseline or experiment.baseline_name, experiment.name
     else:
         specs = [load_with_overrides(args, path) for path in args.specs]
@@ -348,8 +344,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if baseline not in grid_specs:
         raise FcngraphError(f"--baseline '{baseline}' is not one of the variants: {', '.join(grid_specs)}")
     cells = [(name, seed, spec) for name, by_seed in grid_specs.items() for seed, spec in by_seed.items()]
-    records = run_all([spec for _, _, spec in cells], Path(args.runs), args.jobs, args.threads,
-                      progress=not args.quiet and args.jobs <= 1 and args.ray is None, ray=args.ray)
+    stages = experiment.stages()
+    records = run_in_stages([spec for _, _, spec in cells], [stages[name] for name, _, _ in cells], Path(args.runs),
+                            jobs=args.jobs, threads=args.threads, ray=args.ray,
+                            progress=not args.quiet and args.jobs <= 1 and args.ray is None)
     grid: dict = {}
     for (name, seed, _), record in zip(cells, records):
         record.name = name

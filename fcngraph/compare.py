@@ -295,6 +295,17 @@ def run_all(specs: list[Spec], runs_root: Path, jobs: int = 1, threads: int = 0,
     return records
 
 
+def run_in_stages(specs: list[Spec], stages: list[int], runs_root: Path, **options: Any) -> list[RunRecord]:
+    """`run_all` stage by stage: the runs of stage k start from (train.init) runs of earlier stages,
+    so each stage waits for the one before; runs within a stage go in parallel as `run_all` allows."""
+    records: list[RunRecord | None] = [None] * len(specs)
+    for stage in sorted(set(stages)):
+        indices = [i for i, s in enumerate(stages) if s == stage]
+        for i, record in zip(indices, run_all([specs[i] for i in indices], runs_root, **options)):
+            records[i] = record
+    return records  # type: ignore[return-value]
+
+
 def statistics(grid: dict[str, dict[int, RunRecord]], baseline: str | None = None,
                log: Callable[[str], None] = print):
     """display name → seed → record  →  `stats.Comparison` of the variants whose every seed has a

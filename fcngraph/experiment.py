@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from .errors import SpecError
-from .overrides import apply_overrides
+from .overrides import apply_overrides, resolve_data_path
 from .spec import Spec, _json_path, load_spec, read_json
 
 SHIPPED_SPECS = Path(__file__).resolve().parents[1] / "specs"
@@ -30,6 +30,9 @@ class Variant(BaseModel):
                                   "such as 'fcn8s-mini'.")
     name: str | None = Field(None, min_length=1, description="Display name; default: the spec's name.")
     set: list[str] = Field(default_factory=list, description="Overrides as for --set, e.g. 'train.lr=1e-3'.")
+    init: str | None = Field(None, min_length=1, description="Display name of another variant whose trained "
+                             "run of the same seed this one starts from (train.init; the paper's staged "
+                             "recipe FCN-32s → 16s → 8s). Runs train in stages: parents first.")
 
 
 class Budget(BaseModel):
@@ -67,7 +70,27 @@ class Experiment(BaseModel):
             raise ValueError(f"baseline '{self.baseline}' is not a variant name ({', '.join(names)})")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError("seeds repeat a value")
+        for i, variant in enumerate(self.variants):
+            if variant.init is not None and variant.init not in names:
+                raise ValueError(f"variants[{i}].init: '{variant.init}' is not a variant name ({', '.join(names)})")
+        self.stages()  # a loop of inits is an error
         return self
+
+    def stages(self) -> dict[str, int]:
+        """display name → training stage: 0 for variants trained from their own initialisation,
+        else one more than the stage of the variant named by `init`."""
+        parents = {name: v.init for v, name in zip(self.variants, self.display_names())}
+        stages: dict[str, int] = {}
+        for name in parents:
+            chain = [name]
+            while parents[chain[-1]] is not None and chain[-1] not in stages:
+                chain.append(parents[chain[-1]])  # type: ignore[arg-type]
+                if chain[-1] in chain[:-1]:
+                    raise ValueError(f"variants' init form a loop: {' → '.join(chain)}")
+            top = stages.get(chain[-1], 0)
+            for depth, link in enumerate(reversed(chain)):
+                stages.setdefault(link, top + depth)
+        return stages
 
     def display_names(self) -> list[str]:
         return [v.name or Path(v.spec).stem for v in self.variants]
@@ -114,10 +137,14 @@ def spec_path(reference: str, base: Path) -> Path:
     return candidate
 
 
-def expand(experiment: Experiment, extra: list[str] = ()) -> dict[str, dict[int, Spec]]:
+def expand(experiment: Experiment, extra: list[str] = (), runs_root: Path = Path("runs")
+           ) -> dict[str, dict[int, Spec]]:
     """display name → seed → the spec to train: global `set`, data, budget, the variant's `set`,
     then `extra` (command-line --set), name and seed. The name goes into the spec, so two variants
-    built from one spec get their own run directories."""
+    built from one spec get their own run directories. A variant with `init` starts from the run
+    directory (under `runs_root`) its parent's spec of the same seed trains into."""
+    from .train import run_dir_for
+
     file = experiment._file
     base = Path(file).parent if file else Path.cwd()
     common = list(experiment.set)
@@ -132,13 +159,21 @@ def expand(experiment: Experiment, extra: list[str] = ()) -> dict[str, dict[int,
         path = spec_path(variant.spec, base)
         if not path.is_file():
             raise SpecError(f"no spec file or shipped spec '{variant.spec}'", file=file, path=f"$.variants[{i}].spec")
-        spec = load_spec(path)
+        spec = resolve_data_path(load_spec(path))
         try:
             spec = apply_overrides(spec, [*common, *variant.set, *extra, f"name={json.dumps(name)}"])
         except SpecError as exc:
             raise SpecError(exc.message, file=file, path=f"$.variants[{i}].set") from None
         runs[name] = {seed: apply_overrides(spec, [f"train.seed={seed}"]) for seed in experiment.seeds}
-    return runs
+    stages = experiment.stages()
+    parents = {name: v.init for v, name in zip(experiment.variants, experiment.display_names())}
+    for name in sorted(runs, key=stages.__getitem__):  # a parent's specs are final before its children's
+        parent = parents[name]
+        if parent is not None:
+            runs[name] = {seed: apply_overrides(spec, [
+                f"train.init={json.dumps(str(run_dir_for(runs[parent][seed], runs_root).resolve()))}"])
+                for seed, spec in runs[name].items()}
+    return dict(runs)
 
 
 def from_specs(specs: list[Spec], seeds: int, baseline: str | None) -> tuple[Experiment, dict[str, dict[int, Spec]]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -51,3 +52,12 @@ def apply_overrides(spec: Spec, assignments: list[str]) -> Spec:
     result._file, result._origins, result._paths = spec._file, spec._origins, spec._paths
     result._instances = spec._instances
     return result
+
+
+def resolve_data_path(spec: Spec) -> Spec:
+    """A relative data.path is relative to the spec file (as `extends` is): made absolute here,
+    before overrides or runs elsewhere read it from another working directory."""
+    if spec.data.path and spec.file and not Path(spec.data.path).is_absolute():
+        where = (Path(spec.file).parent / spec.data.path).resolve()
+        return apply_overrides(spec, [f"data.path={json.dumps(str(where))}"])
+    return spec

@@ -43,14 +43,29 @@ class TrainingError(FcngraphError):
 
 def run_hash(spec: Spec, skip_bad: bool = False) -> str:
     """Hash of what defines the experiment: the resolved spec with the data folder's location
-    replaced by its identity (split files, classes, file names), plus --skip-bad."""
+    replaced by its identity (split files, classes, file names) and the initial weights' location
+    by theirs (see `init_identity`), plus --skip-bad."""
     import hashlib
 
     data = spec.canonical()
     data["data"]["path"] = data_identity(spec.data)
+    if spec.train.init:
+        data["train"]["init"] = init_identity(Path(spec.train.init))
     data["skip_bad"] = skip_bad
     blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+def init_identity(source: Path) -> str:
+    """What `train.init` names, not where it lies: a run directory by its folder name (which holds
+    its own run hash, so it may not exist yet when a staged experiment plans its runs), a file by a
+    hash of its bytes; moving the checkout keeps the run hash."""
+    import hashlib
+
+    if source.is_file():
+        with open(source, "rb") as handle:
+            return "sha256:" + hashlib.file_digest(handle, "sha256").hexdigest()[:12]
+    return "run:" + source.name
 
 
 def run_dir_for(spec: Spec, runs_root: Path, skip_bad: bool = False) -> Path:

@@ -79,3 +79,63 @@ def test_plain_form_and_shipped_schema():
         from_specs(specs, 1, "x")
     shipped = json.loads((SPECS / "experiment.schema.json").read_text())
     assert shipped == experiment_schema(), "regenerate specs/experiment.schema.json"
+
+
+def staged(tmp_path, **extra):
+    return write(tmp_path, {"variants": [
+        {"spec": "fcn16s-mini", "name": "16s-staged", "init": "32s"},
+        {"spec": "fcn32s-mini", "name": "32s"},
+        {"spec": "fcn8s-mini", "name": "8s-staged", "init": "16s-staged"}], "seeds": [0, 1], **extra})
+
+
+def test_staged_variants_start_from_their_parents_run_of_the_same_seed(tmp_path):
+    from fcngraph.train import run_dir_for
+
+    experiment = load_experiment(staged(tmp_path))
+    assert experiment.stages() == {"16s-staged": 1, "32s": 0, "8s-staged": 2}
+    runs = expand(experiment, runs_root=tmp_path / "runs")
+    assert list(runs) == ["16s-staged", "32s", "8s-staged"]  # the file's order, whatever the stages
+    for seed in (0, 1):
+        assert runs["32s"][seed].train.init is None
+        assert runs["16s-staged"][seed].train.init == str(run_dir_for(runs["32s"][seed], tmp_path / "runs").resolve())
+        assert runs["8s-staged"][seed].train.init == str(
+            run_dir_for(runs["16s-staged"][seed], tmp_path / "runs").resolve())
+    # the initial weights count by identity, not location: another runs folder, the same run names
+    elsewhere = expand(experiment, runs_root=tmp_path / "elsewhere" / "runs")
+    assert run_dir_for(elsewhere["8s-staged"][1], tmp_path).name == run_dir_for(runs["8s-staged"][1], tmp_path).name
+
+
+@pytest.mark.parametrize("variants, message", [
+    ([{"spec": "fcn8s-mini", "init": "nobody"}], "variants[0].init: 'nobody' is not a variant name"),
+    ([{"spec": "fcn8s-mini", "name": "a", "init": "b"}, {"spec": "fcn8s-mini", "name": "b", "init": "a"}],
+     "init form a loop: a → b → a"),
+    ([{"spec": "fcn8s-mini", "init": "fcn8s-mini"}], "loop: fcn8s-mini → fcn8s-mini"),
+])
+def test_bad_inits_are_one_line_errors(tmp_path, variants, message):
+    with pytest.raises(SpecError) as info:
+        load_experiment(write(tmp_path, {"variants": variants}))
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_staged_compare_trains_parents_first_and_initialises_from_them(tmp_path, capsys):
+    from fcngraph.cli import main
+
+    path = write(tmp_path, {"variants": [{"spec": "fcn16s-mini", "name": "16s-staged", "init": "32s"},
+                                         {"spec": "fcn32s-mini", "name": "32s"}],
+                            "budget": {"iterations": 2}, "set": ["train.batch_size=2", "train.threads=1"]})
+    runs = ["--runs", str(tmp_path / "runs")]
+    assert main(["compare", str(path), *runs, "-o", str(tmp_path / "report"), "--quiet"]) == 0
+    parent = next((tmp_path / "runs").glob("32s-*"))
+    child = next((tmp_path / "runs").glob("16s-staged-*"))
+    log = (child / "log.txt").read_text()
+    assert f"initialised from {parent.resolve()}" in log
+    assert json.loads((child / "spec.json").read_text())["train"]["init"] == str(parent.resolve())
+
+
+def test_a_specs_relative_data_path_is_relative_to_the_spec_file(tmp_path):
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "data").mkdir()
+    (tmp_path / "specs" / "mine.json").write_text(json.dumps(
+        {"extends": str(SPECS / "fcn8s-mini.json"), "name": "mine", "data": {"path": "../data"}}))
+    runs = expand(load_experiment(write(tmp_path, {"variants": [{"spec": "specs/mine.json"}]})))
+    assert runs["mine"][0].data.path == str((tmp_path / "data").resolve())
