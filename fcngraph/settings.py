@@ -114,12 +114,8 @@ def check_settings(analysis: Analysis, rule: SizeRule, limit: int) -> list[str]:
     channels, training sizes the model does not run on); return warnings (memory budget).
     `rule` is the scan of sides 1..limit; a larger side is checked on its own."""
     spec = analysis.spec
-    weights = spec.train.class_weights
-    weights = weights if isinstance(weights, list) else None  # a named rule (from data) has no length
-    if weights is not None and len(weights) != spec.num_classes:
-        raise _setting_error(spec, "$.train.class_weights",
-                             f"has {len(weights)} weights for num_classes = {spec.num_classes}")
-    if weights is not None and min(weights, default=0) < 0:
+    weights = spec.train.class_weights  # their count was checked when the spec loaded
+    if isinstance(weights, list) and min(weights, default=0) < 0:
         raise _setting_error(spec, "$.train.class_weights", "weights must not be negative")
     if analysis.output.channels != spec.num_classes:
         raise spec.error(spec.output, f"output node '{spec.output}' has {analysis.output.channels} channels, "
