@@ -19,13 +19,14 @@ from typing import Any
 import torch
 
 from .bench import alternate, forward_step, median
+from .checkpoint import CheckpointError, checkpoint_path, load_checkpoint, read_summary
 from .compile import compile_spec
 from .data import Splits, make_splits
 from .errors import FcngraphError
 from .io import atomic_write, atomic_write_text
 from .shapes import analyze
 from .spec import Spec, load_spec
-from .train import TrainingError, checkpoint_path, load_checkpoint, read_summary, run_dir_for, train_spec
+from .train import run_dir_for, train_spec
 
 LATENCY_SECONDS = 2.0  # time budget per measurement: many reps for small models, at least 5 for big ones
 
@@ -49,7 +50,7 @@ class RunRecord:
     def checkpoint(self) -> Path | None:
         try:
             return checkpoint_path(self.path)
-        except TrainingError:
+        except CheckpointError:
             return None
 
 

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from .checkpoint import load_trained
 from .data import FolderSegmentation, SyntheticShapes, Transformed, pad_collate
 from .errors import DataError
 from .io import atomic_write, atomic_write_text
@@ -180,11 +181,9 @@ def evaluate_run(source: Path, split: str = "val", data_path: str | None = None,
     """Score a run's checkpoint on a split; write eval-<split>[-tta].json, a per-image CSV and npz.
     `backend`: torch or onnxruntime (None: the fastest installed; scores agree within float noise)."""
     from .infer import on_backend
-    from .train import checkpoint_path, load_checkpoint, restore_model
 
-    ckpt = checkpoint_path(Path(source), which)
-    state = load_checkpoint(ckpt, device)
-    spec, model = restore_model(state, ckpt, device)
+    trained = load_trained(Path(source), which, device)
+    ckpt, state, spec, model = trained.path, trained.state, trained.spec, trained.model
     if how.tile and next_side(spec, how.tile) != how.tile:
         raise DataError(f"--tile {how.tile}: not a valid size for spec '{spec.name}'; "
                         f"the next valid one is {next_side(spec, how.tile)}")

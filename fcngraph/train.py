@@ -8,13 +8,11 @@ seeding). Under torchrun it uses DistributedDataParallel; rank 0 writes.
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
 import sys
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,15 +24,17 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Subset
 
+from .checkpoint import load_resumable, read_summary, run_checkpoint, save_checkpoint
 from .compile import compile_spec
 from .data import class_frequencies, class_weights, data_identity, make_splits, pad_collate
 from .errors import FcngraphError
-from .io import atomic_write, atomic_write_text, safe_stem
+from .io import atomic_write_text, safe_stem
 from .metrics import ConfusionMatrix
 from .settings import TrainSettings
 from .shapes import analyze
 from .sizing import PadToValid, check_sizes
 from .spec import Spec
+from .surgery import init_from
 
 
 class TrainingError(FcngraphError):
@@ -295,85 +295,12 @@ def open_tensorboard(run_dir: Path, enabled: bool):
 
 
 # -- the run ---------------------------------------------------------------------------------------
-def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """torch.save through a temp file and rename: a kill never leaves half a checkpoint."""
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    atomic_write(path, lambda handle: handle.write(buffer.getvalue()))
-
-
-def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
-    """What a checkpoint file holds (a file that cannot be read is a one-line error);
-    weights_only=True refuses pickles that would run code."""
-    try:
-        with warnings.catch_warnings():  # torch warns about foreign pickles before refusing them
-            warnings.simplefilter("ignore")
-            state = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch/pickle raise many types for corrupt or unsafe files
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        if "weights_only" in first or "Weights only" in first:
-            first = "it holds Python objects other than tensors; refused, as loading them could run code"
-        raise TrainingError(f"{path}: cannot load checkpoint ({first[:200]})") from None
-    return state
-
-
-def require_checkpoint(state: Any, path: Path, *keys: str) -> dict[str, Any]:
-    """`state` if it is an fcngraph checkpoint with these keys; a one-line error otherwise."""
-    if not isinstance(state, dict) or not isinstance(state.get("model"), dict) or any(k not in state for k in keys):
-        wanted = ", ".join(("model", *keys))
-        raise TrainingError(f"{path}: not an fcngraph checkpoint (expected a dict with {wanted})")
-    return state
-
-
-def restore_model(state: dict[str, Any], path: Path, device: torch.device | str = "cpu"):
-    """(spec, model with the checkpoint's weights); a missing spec or mismatched weights → one line."""
-    from .spec import load_spec
-
-    state = require_checkpoint(state, path)
-    if not isinstance(state.get("spec"), dict):
-        raise TrainingError(f"{path}: checkpoint carries no spec; give it to a command that takes one")
-    spec = load_spec(state["spec"], file=str(path))
-    model = compile_spec(spec, device)
-    try:
-        model.load_state_dict(state["model"])
-    except (RuntimeError, KeyError, TypeError) as exc:
-        raise TrainingError(f"{path}: weights do not fit the spec '{spec.name}' "
-                            f"({' '.join(str(exc).split())[:200]})") from None
-    return spec, model
-
-
-def checkpoint_path(source: Path, which: str = "best") -> Path:
-    """best.pt (falling back to last.pt) or last.pt of a run directory, or a checkpoint file."""
-    if source.is_dir():
-        for name in ((f"{which}.pt", "last.pt") if which == "best" else (f"{which}.pt",)):
-            if (source / name).is_file():
-                return source / name
-        raise TrainingError(f"{source}: no {which}.pt in this run directory")
-    if not source.is_file():
-        raise TrainingError(f"{source}: no such run directory or checkpoint")
-    return source
-
-
 def _write_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
     import pandas as pd
 
     atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in history))
     flat = [{k: v for k, v in row.items() if not isinstance(v, list)} for row in history]
     atomic_write_text(run_dir / "metrics.csv", pd.DataFrame(flat).to_csv(index=False))
-
-
-def read_summary(run_dir: Path) -> dict[str, Any] | None:
-    """The finished run's summary, None if there is none; a garbled one is a one-line error."""
-    path = run_dir / "summary.json"
-    if not path.is_file():
-        return None
-    try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise TrainingError(f"{path}: unreadable summary ({exc}); delete it to rerun") from None
-    if not isinstance(summary, dict) or not isinstance(summary.get("miou"), (int, float)):
-        raise TrainingError(f"{path}: not a run summary (no 'miou'); delete it to rerun")
-    return summary
 
 
 def run_class_weights(spec: Spec, splits, run_dir: Path) -> list[float] | None:
@@ -443,8 +370,6 @@ def _train(spec: Spec, run_dir: Path, device: torch.device, world: World, resume
     padded = PadToValid(model, spec) if d.pad else model  # any image size: pad in, crop scores back
     net: torch.nn.Module = DistributedDataParallel(padded) if world.size > 1 else padded
     if t.init and not (resume and (run_dir / "last.pt").exists()):
-        from .surgery import init_from  # surgery reads checkpoints through this module
-
         surgery = init_from(spec, Path(t.init), t.init_map, model)
         model.load_state_dict(surgery.state)
         say(f"initialised from {t.init} ({t.init_map}): " + surgery.describe().splitlines()[0])
@@ -459,11 +384,7 @@ def _train(spec: Spec, run_dir: Path, device: torch.device, world: World, resume
 
     start_epoch, best, history = 0, -1.0, []
     if resume and (run_dir / "last.pt").exists():
-        state = require_checkpoint(load_checkpoint(run_dir / "last.pt", device), run_dir / "last.pt",
-                                   "optimizer", "epoch", "best", "history", "spec")
-        if state.get("spec") != spec.canonical():  # the hash ignores nothing that matters, but a hand-
-            raise TrainingError(f"{run_dir / 'last.pt'}: it was trained from a different spec; resuming "
-                                "it with this one would mix two experiments")  # edited folder may lie
+        state = load_resumable(run_dir / "last.pt", spec, device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, best, history = state["epoch"] + 1, state["best"], state["history"]
@@ -540,14 +461,11 @@ def _train(spec: Spec, run_dir: Path, device: torch.device, world: World, resume
             _write_metrics(run_dir, history)
             is_best = row.get("miou", -1.0) > best
             best = max(best, row.get("miou", -1.0))
-            meta = {"spec": spec.canonical(), "classes": splits.classes,
-                    "palette": [list(c) for c in splits.palette]}  # predict needs no dataset folder
-            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-                     "best": best, "history": history, **meta}
-            save_checkpoint(run_dir / "last.pt", state)
+            save_checkpoint(run_dir / "last.pt", run_checkpoint(
+                model, epoch, spec, splits.classes, splits.palette, optimizer=optimizer.state_dict(),
+                best=best, history=history))
             if is_best:
-                best_state = {"model": model.state_dict(), "epoch": epoch, **meta}
-                save_checkpoint(run_dir / "best.pt", best_state)
+                save_checkpoint(run_dir / "best.pt", run_checkpoint(model, epoch, spec, splits.classes, splits.palette))
     final = confusion
     if final is None:  # resumed after the last epoch: evaluate what was saved
         sync_buffers(model, world)

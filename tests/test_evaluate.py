@@ -11,12 +11,13 @@ import pytest
 import torch
 from PIL import Image
 
+from fcngraph.checkpoint import load_checkpoint, restore_model
 from fcngraph.cli import main
 from fcngraph.data import class_frequencies, class_weights
 from fcngraph.evaluate import load_per_image
 from fcngraph.sizing import PadToValid
 from fcngraph.spec import load_spec
-from fcngraph.train import load_checkpoint, restore_model, run_dir_for
+from fcngraph.train import run_dir_for
 
 from .conftest import CAMVID, SPECS, make_folder
 

@@ -114,8 +114,9 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
 
 KILL_INSIDE_WRITE = """
 import io, os, signal, sys, torch
-from fcngraph import train
-real_atomic_write = train.atomic_write
+from pathlib import Path
+from fcngraph import checkpoint
+real_atomic_write = checkpoint.atomic_write
 
 def dying_atomic_write(path, write):  # inside the real write: half the new bytes on disk, then SIGKILL
     def half_then_die(handle):
@@ -127,13 +128,13 @@ def dying_atomic_write(path, write):  # inside the real write: half the new byte
         os.kill(os.getpid(), signal.SIGKILL)
     return real_atomic_write(path, half_then_die)
 
-train.atomic_write = dying_atomic_write
-train.save_checkpoint(train.Path(sys.argv[1]), {"model": {"w": torch.full((1000,), 2.0)}, "epoch": 2})
+checkpoint.atomic_write = dying_atomic_write
+checkpoint.save_checkpoint(Path(sys.argv[1]), {"model": {"w": torch.full((1000,), 2.0)}, "epoch": 2})
 """
 
 
 def test_a_kill_inside_the_checkpoint_write_keeps_the_previous_checkpoint(tmp_path):
-    from fcngraph.train import load_checkpoint, save_checkpoint
+    from fcngraph.checkpoint import load_checkpoint, save_checkpoint
 
     path = tmp_path / "run" / "last.pt"
     save_checkpoint(path, {"model": {"w": torch.full((1000,), 1.0)}, "epoch": 1})
