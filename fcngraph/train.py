@@ -28,6 +28,7 @@ from .checkpoint import load_resumable, read_summary, run_checkpoint, save_check
 from .compile import compile_spec
 from .data import class_frequencies, class_weights, data_identity, make_splits, pad_collate
 from .errors import FcngraphError
+from .evaluate import autocast, score_loader
 from .io import atomic_write_text, safe_stem
 from .metrics import ConfusionMatrix
 from .settings import TrainSettings
@@ -197,12 +198,6 @@ def training_loss(outputs: torch.Tensor | tuple[torch.Tensor, ...], target: torc
     return loss
 
 
-def autocast(device: torch.device, amp: str):
-    enabled = amp != "none" and device.type == "cuda"
-    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
-    return torch.autocast(device.type, dtype=dtype, enabled=enabled)
-
-
 @torch.no_grad()
 def sync_buffers(model: torch.nn.Module, world: World) -> None:
     """Give every rank rank 0's buffers (BatchNorm running stats). DDP broadcasts them before each
@@ -213,28 +208,14 @@ def sync_buffers(model: torch.nn.Module, world: World) -> None:
             dist.broadcast(buffer, 0)
 
 
-@torch.no_grad()
-def evaluate(model: torch.nn.Module, loader: DataLoader, num_classes: int, device: torch.device,
-             amp: str = "none", ignore: int = 255, per_image_path: Path | None = None,
-             stems: list[str] | None = None) -> ConfusionMatrix:
-    """Confusion matrix of the model over a loader (summed across ranks when distributed);
-    with per_image_path also the per-image counts `fcngraph eval` writes (one process only)."""
-    from .evaluate import PerImage
-
-    model.eval()
-    confusion, per_image = ConfusionMatrix(num_classes, device, ignore), PerImage()
-    for images, masks in loader:
-        images = images.to(device, non_blocking=True)  # [B, C, H, W]
-        masks = masks.to(device, non_blocking=True)  # [B, H, W]
-        with autocast(device, amp):
-            pred = model(images).argmax(1)  # [B, H, W]
-        confusion.update(pred, masks)
-        if per_image_path is not None:
-            for p, m in zip(pred, masks):
-                per_image.add((stems or [])[len(per_image.stems)] if stems else str(len(per_image.stems)),
-                              p, m, num_classes, ignore)
+def validate(model: torch.nn.Module, loader: DataLoader, spec: Spec, device: torch.device,
+             per_image_path: Path | None = None, stems: list[str] | None = None) -> ConfusionMatrix:
+    """The validation confusion matrix, summed across ranks; with `per_image_path` (one process
+    only) also the per-image counts, written as `fcngraph eval` writes them."""
+    confusion, per_image = score_loader(model, loader, spec.num_classes, device, spec.data.ignore_index,
+                                        stems if per_image_path is not None else None, amp=spec.train.amp)
     confusion.all_reduce()
-    if per_image_path is not None and per_image.stems:
+    if per_image_path is not None and per_image is not None and per_image.stems:
         per_image.save(per_image_path)
     return confusion
 
@@ -445,7 +426,7 @@ def _train(spec: Spec, run_dir: Path, device: torch.device, world: World, resume
                                "gflops_per_s": flops / max(train_seconds, 1e-9) / 1e9}
         if (epoch + 1) % t.eval_every == 0 or epoch + 1 == epochs:
             sync_buffers(model, world)
-            confusion = evaluate(padded, val_loader, spec.num_classes, device, t.amp, d.ignore_index,
+            confusion = validate(padded, val_loader, spec, device,
                                  per_image_path=run_dir / f"per-image-{d.val_split}.npz" if world.size == 1
                                  else None, stems=splits.val_stems)
             scores = confusion.compute()
@@ -469,7 +450,7 @@ def _train(spec: Spec, run_dir: Path, device: torch.device, world: World, resume
     final = confusion
     if final is None:  # resumed after the last epoch: evaluate what was saved
         sync_buffers(model, world)
-        final = evaluate(padded, val_loader, spec.num_classes, device, t.amp, d.ignore_index)
+        final = validate(padded, val_loader, spec, device)
     train_s = sum(r["train_s"] for r in history)
     summary = {"spec": spec.name, "hash": spec.digest(), "status": "complete", "epochs": epochs,
                "steps": total_steps, "params": params, "train_s": train_s, "wall_s": time.time() - started,
