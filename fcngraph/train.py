@@ -387,7 +387,7 @@ def _train(spec: Spec, run_dir: Path, device: torch.device, world: World, resume
             sampler = RandomSampler(splits.train, generator=torch.Generator().manual_seed(t.seed * 31 + epoch))
         loader = DataLoader(splits.train, sampler=sampler, **loader_args)
         net.train()
-        epoch_start, seen, loss_sum, flops = time.time(), 0, 0.0, 0
+        epoch_start, seen, loss_sum, flops, taken = time.time(), 0, 0.0, 0, 0
         for i, (images, masks) in enumerate(loader):
             step = epoch * steps_per_epoch + i
             if step >= total_steps:
@@ -411,7 +411,7 @@ def _train(spec: Spec, run_dir: Path, device: torch.device, world: World, resume
             size = tuple(images.shape[-2:])
             flops_at.setdefault(size, analyze(spec, size).flops)  # type: ignore[arg-type]
             flops += 3 * flops_at[size] * images.shape[0] * world.size  # backward ≈ 2× forward
-            loss_sum += loss.item()
+            loss_sum, taken = loss_sum + loss.item(), taken + 1
             rate = seen / max(time.time() - epoch_start, 1e-9)
             remaining = (total_steps - step - 1) * t.batch_size * world.size / max(rate, 1e-9)
             if board is not None:
@@ -421,7 +421,7 @@ def _train(spec: Spec, run_dir: Path, device: torch.device, world: World, resume
                      rate, remaining, flops / max(time.time() - epoch_start, 1e-9) / 1e9)
         bar.end_epoch()
         train_seconds = time.time() - epoch_start
-        row: dict[str, Any] = {"epoch": epoch + 1, "loss": loss_sum / max(1, i + 1),
+        row: dict[str, Any] = {"epoch": epoch + 1, "loss": loss_sum / max(1, taken),
                                "images_per_s": seen / max(train_seconds, 1e-9), "train_s": train_seconds,
                                "gflops_per_s": flops / max(train_seconds, 1e-9) / 1e9}
         if (epoch + 1) % t.eval_every == 0 or epoch + 1 == epochs:

@@ -173,8 +173,9 @@ def test_set_override_errors_are_one_line(tmp_path, capsys):
 def test_tensorboard_logs_loss_and_validation_metrics(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    assert main(["run", str(SPECS / "unet-mini.json"), *QUICK, "--epochs", "2", "--runs", str(tmp_path),
-                 "--tensorboard"]) == 0
+    # 6 steps an epoch; `iterations` ends the second epoch after 2 of them
+    assert main(["run", str(SPECS / "unet-mini.json"), *QUICK, "--set", "train.iterations=8", "--runs",
+                 str(tmp_path), "--tensorboard"]) == 0
     (board,) = tmp_path.glob("*/tensorboard")
     events = EventAccumulator(str(board))
     events.Reload()
@@ -182,3 +183,7 @@ def test_tensorboard_logs_loss_and_validation_metrics(tmp_path):
     assert [e.step for e in events.Scalars("val/miou")] == [1, 2]
     summary = json.loads(next(tmp_path.glob("*/summary.json")).read_text())
     assert events.Scalars("val/miou")[-1].value == pytest.approx(summary["miou"])
+    steps = [e.value for e in events.Scalars("train/loss")]
+    rows = [json.loads(line) for line in next(tmp_path.glob("*/metrics.jsonl")).read_text().splitlines()]
+    assert len(steps) == 8  # an epoch's loss is the mean over the steps it took, a short last one too
+    assert [r["loss"] for r in rows] == pytest.approx([np.mean(steps[:6]), np.mean(steps[6:])], rel=1e-6)
