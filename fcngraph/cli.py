@@ -267,9 +267,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_init_from(args: argparse.Namespace) -> int:
+    from .checkpoint import save_checkpoint
     from .spec import load_spec
     from .surgery import init_from
-    from .train import save_checkpoint
 
     spec = load_spec(args.spec)
     surgery = init_from(spec, Path(args.weights), args.map)

@@ -19,13 +19,14 @@ from typing import Any
 import torch
 
 from .bench import alternate, forward_step, median
+from .checkpoint import CheckpointError, checkpoint_path, load_checkpoint, read_summary
 from .compile import compile_spec
 from .data import Splits, make_splits
 from .errors import FcngraphError
-from .io import atomic_write, atomic_write_text
+from .io import atomic_write_text
 from .shapes import analyze
 from .spec import Spec, load_spec
-from .train import TrainingError, checkpoint_path, load_checkpoint, read_summary, run_dir_for, train_spec
+from .train import run_dir_for, train_spec
 
 LATENCY_SECONDS = 2.0  # time budget per measurement: many reps for small models, at least 5 for big ones
 
@@ -49,7 +50,7 @@ class RunRecord:
     def checkpoint(self) -> Path | None:
         try:
             return checkpoint_path(self.path)
-        except TrainingError:
+        except CheckpointError:
             return None
 
 
@@ -181,39 +182,28 @@ def _trained_net(record: RunRecord, path: Path) -> torch.nn.Module:
 
 
 # -- seeds, per-image counts, parallel runs --------------------------------------------------------
-@torch.no_grad()
 def per_image_counts(record: RunRecord, splits: Splits) -> dict[str, Any] | None:
     """Per validation image and class: tp, ground-truth and predicted pixels (int64 [N, C]) and ids,
     of the run's final weights (last.pt), which its summary's scores come from. Training writes them
-    at every validation (<run>/per-image-<val split>.npz); older runs are scored once here and cached."""
-    import numpy as np
+    at every validation (<run>/per-image-<val split>.npz); older runs are scored once here, by the
+    same scoring loop, and cached."""
+    from torch.utils.data import DataLoader
 
-    from .evaluate import load_per_image
-    from .metrics import ConfusionMatrix
+    from .evaluate import load_per_image, score_loader
 
     if record.spec is None:
         return None
-    cache = record.path / f"per-image-{record.spec.data.val_split}.npz"
-    if cache.is_file():
-        counts = load_per_image(record.path, record.spec.data.val_split)
-        return {"ids": counts["stems"], "tp": counts["tp"], "gt": counts["gt"], "pred": counts["pred"]}
-    path = record.path / "last.pt" if (record.path / "last.pt").is_file() else record.checkpoint()
-    if path is None:
-        return None
-    net = _trained_net(record, path)
-    rows = []
-    with torch.inference_mode():
-        for i in range(len(splits.val)):
-            image, mask = splits.val[i]  # [C, H, W], [H, W]
-            confusion = ConfusionMatrix(record.spec.num_classes, ignore_index=record.spec.data.ignore_index)
-            confusion.update(net(image[None]).argmax(1)[0], mask)
-            m = confusion.matrix
-            rows.append(torch.stack([m.diag(), m.sum(1), m.sum(0)]))  # [3, C]
-    counts = torch.stack(rows).numpy()  # [N, 3, C]
-    ids = np.array(splits.val_stems)
-    arrays = {"stems": ids, "tp": counts[:, 0], "gt": counts[:, 1], "pred": counts[:, 2]}
-    atomic_write(cache, lambda handle: np.savez_compressed(handle, **arrays))
-    return {"ids": ids, "tp": arrays["tp"], "gt": arrays["gt"], "pred": arrays["pred"]}
+    split = record.spec.data.val_split
+    if not (record.path / f"per-image-{split}.npz").is_file():
+        path = record.path / "last.pt" if (record.path / "last.pt").is_file() else record.checkpoint()
+        if path is None:
+            return None
+        _, per_image = score_loader(_trained_net(record, path), DataLoader(splits.val, batch_size=1),
+                                    record.spec.num_classes, "cpu", record.spec.data.ignore_index,
+                                    splits.val_stems)
+        per_image.save(record.path / f"per-image-{split}.npz")
+    counts = load_per_image(record.path, split)
+    return {"ids": counts["stems"], "tp": counts["tp"], "gt": counts["gt"], "pred": counts["pred"]}
 
 
 def _train_one(spec_data: dict[str, Any], runs_root: str, threads: int) -> None:

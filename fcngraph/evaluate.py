@@ -1,7 +1,8 @@
-"""Trained model + a split of a dataset → scores: the confusion matrix (the same bincount as
-training), the four metrics, per-image per-class counts, optionally with test-time augmentation
-(flip, scales) and sliding-window tiles. Writes eval-<split>[-tta].json, a per-image CSV and
-per-image-<split>.npz into the run directory.
+"""Trained model + a split of a dataset → scores: the confusion matrix, the four metrics and
+per-image per-class counts, optionally with test-time augmentation (flip, scales) and
+sliding-window tiles. `score_loader` is the one scoring loop: training's per-epoch validation
+and `fcngraph eval` both run it. `evaluate_run` writes eval-<split>[-tta].json, a per-image CSV
+and per-image-<split>.npz into the run directory.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from .checkpoint import load_trained
 from .data import FolderSegmentation, SyntheticShapes, Transformed, pad_collate
 from .errors import DataError
 from .io import atomic_write, atomic_write_text
@@ -142,19 +144,33 @@ def probabilities(net: torch.nn.Module, x: torch.Tensor, how: Inference, num_cla
 
 
 # -- evaluation -----------------------------------------------------------------------------------
+def autocast(device: torch.device | str, amp: str):
+    """Mixed precision on CUDA when `amp` asks for it (bf16 or fp16); a no-op otherwise."""
+    device = torch.device(device)
+    enabled = amp != "none" and device.type == "cuda"
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype, enabled=enabled)
+
+
 @torch.no_grad()
 def score_loader(net: torch.nn.Module, loader: DataLoader, num_classes: int, device: torch.device | str,
-                 ignore: int, stems: list[str], how: Inference = Inference()) -> tuple[ConfusionMatrix, PerImage]:
-    """Confusion matrix and per-image counts of `net` over a loader (in the loader's order)."""
+                 ignore: int = 255, stems: list[str] | None = None, how: Inference = Inference(),
+                 amp: str = "none") -> tuple[ConfusionMatrix, PerImage | None]:
+    """Confusion matrix of `net` over a loader and, given the images' `stems` in the loader's order,
+    their per-image counts. One process's share: a distributed caller all-reduces the matrix."""
     net.eval()
-    confusion, per_image, i = ConfusionMatrix(num_classes, device, ignore), PerImage(), 0
+    confusion = ConfusionMatrix(num_classes, device, ignore)
+    per_image = PerImage() if stems is not None else None
     for images, masks in loader:
-        images, masks = images.to(device), masks.to(device)  # [B, C, H, W], [B, H, W]
-        pred = (probabilities(net, images, how, num_classes) if how.tta or how.tile else net(images)).argmax(1)
+        images = images.to(device, non_blocking=True)  # [B, C, H, W]
+        masks = masks.to(device, non_blocking=True)  # [B, H, W]
+        with autocast(device, amp):
+            scores = probabilities(net, images, how, num_classes) if how.tta or how.tile else net(images)
+        pred = scores.argmax(1)  # [B, H, W]
         confusion.update(pred, masks)
-        for p, t in zip(pred, masks):
-            per_image.add(stems[i], p, t, num_classes, ignore)
-            i += 1
+        if per_image is not None:
+            for p, t in zip(pred, masks):
+                per_image.add(stems[len(per_image.stems)], p, t, num_classes, ignore)
     return confusion, per_image
 
 
@@ -180,11 +196,9 @@ def evaluate_run(source: Path, split: str = "val", data_path: str | None = None,
     """Score a run's checkpoint on a split; write eval-<split>[-tta].json, a per-image CSV and npz.
     `backend`: torch or onnxruntime (None: the fastest installed; scores agree within float noise)."""
     from .infer import on_backend
-    from .train import checkpoint_path, load_checkpoint, restore_model
 
-    ckpt = checkpoint_path(Path(source), which)
-    state = load_checkpoint(ckpt, device)
-    spec, model = restore_model(state, ckpt, device)
+    trained = load_trained(Path(source), which, device)
+    ckpt, state, spec, model = trained.path, trained.state, trained.spec, trained.model
     if how.tile and next_side(spec, how.tile) != how.tile:
         raise DataError(f"--tile {how.tile}: not a valid size for spec '{spec.name}'; "
                         f"the next valid one is {next_side(spec, how.tile)}")

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from .checkpoint import load_trained
 from .compile import compile_spec
 from .errors import FcngraphError
 from .infer import Predictor, make_runner, onnx_bytes, size_fit
@@ -70,13 +71,8 @@ def load_model(source: Path) -> tuple[Spec, torch.nn.Module, dict[str, Any]]:
     if source.suffix == ".json":
         spec = load_spec(source)
         return spec, compile_spec(spec).eval(), {}
-    from .train import checkpoint_path, load_checkpoint, restore_model
-
-    path = checkpoint_path(source)
-    state = load_checkpoint(path)
-    spec, model = restore_model(state, path)
-    extras = {key: state[key] for key in ("classes", "palette") if state.get(key)}
-    return spec, model.eval(), extras
+    trained = load_trained(source)
+    return trained.spec, trained.model.eval(), trained.extras
 
 
 def export_onnx(spec: Spec, path: Path, size: tuple[int, int] = (224, 224), opset: int = 17,

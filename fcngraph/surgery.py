@@ -15,11 +15,11 @@ from pathlib import Path
 
 import torch
 
+from .checkpoint import checkpoint_path, load_checkpoint
 from .compile import compile_spec
 from .errors import FcngraphError
 from .ops import REGISTRY
 from .spec import Spec
-from .train import checkpoint_path, load_checkpoint
 
 VGG16_CONVS = 13  # conv1_1 … conv5_3; then classifier.0 (fc6) and classifier.3 (fc7)
 

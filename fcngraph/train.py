@@ -1,22 +1,21 @@
 """Spec (with train/data settings) → trained model, in a run directory.
 
-`train_spec` is the whole loop: data, model, optimiser, epochs of training and validation,
-atomic `last`/`best` checkpoints, metrics JSONL/CSV, a summary and a log. A rerun with
-`resume=True` continues from `last` and ends where an uninterrupted run would (per-epoch
-seeding). Under torchrun it uses DistributedDataParallel; rank 0 writes.
+Input: a spec. Output: <runs>/<name>-<run hash>/ holding atomic last.pt/best.pt, metrics JSONL/CSV,
+per-image validation counts, summary.json and a log. `_train` reads as the loop: setup helpers, then
+per epoch `train_one_epoch`, `validate`, `save_epoch`. `resume=True` continues from last.pt and ends
+where an uninterrupted run would (per-epoch seeding). Under torchrun: DDP, and rank 0 writes.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
 import sys
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +23,20 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Subset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Subset
 
+from .checkpoint import load_resumable, read_summary, run_checkpoint, save_checkpoint
 from .compile import compile_spec
-from .data import class_frequencies, class_weights, data_identity, make_splits, pad_collate
+from .data import Splits, class_frequencies, class_weights, data_identity, make_splits, pad_collate
 from .errors import FcngraphError
-from .io import atomic_write, atomic_write_text, safe_stem
+from .evaluate import autocast, score_loader
+from .io import atomic_write_text, safe_stem
 from .metrics import ConfusionMatrix
 from .settings import TrainSettings
 from .shapes import analyze
 from .sizing import PadToValid, check_sizes
 from .spec import Spec
+from .surgery import init_from
 
 
 class TrainingError(FcngraphError):
@@ -212,12 +214,6 @@ def training_loss(outputs: torch.Tensor | tuple[torch.Tensor, ...], target: torc
     return loss
 
 
-def autocast(device: torch.device, amp: str):
-    enabled = amp != "none" and device.type == "cuda"
-    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
-    return torch.autocast(device.type, dtype=dtype, enabled=enabled)
-
-
 @torch.no_grad()
 def sync_buffers(model: torch.nn.Module, world: World) -> None:
     """Give every rank rank 0's buffers (BatchNorm running stats). DDP broadcasts them before each
@@ -226,32 +222,6 @@ def sync_buffers(model: torch.nn.Module, world: World) -> None:
     if world.size > 1:
         for buffer in model.buffers():
             dist.broadcast(buffer, 0)
-
-
-@torch.no_grad()
-def evaluate(model: torch.nn.Module, loader: DataLoader, num_classes: int, device: torch.device,
-             amp: str = "none", ignore: int = 255, per_image_path: Path | None = None,
-             stems: list[str] | None = None) -> ConfusionMatrix:
-    """Confusion matrix of the model over a loader (summed across ranks when distributed);
-    with per_image_path also the per-image counts `fcngraph eval` writes (one process only)."""
-    from .evaluate import PerImage
-
-    model.eval()
-    confusion, per_image = ConfusionMatrix(num_classes, device, ignore), PerImage()
-    for images, masks in loader:
-        images = images.to(device, non_blocking=True)  # [B, C, H, W]
-        masks = masks.to(device, non_blocking=True)  # [B, H, W]
-        with autocast(device, amp):
-            pred = model(images).argmax(1)  # [B, H, W]
-        confusion.update(pred, masks)
-        if per_image_path is not None:
-            for p, m in zip(pred, masks):
-                per_image.add((stems or [])[len(per_image.stems)] if stems else str(len(per_image.stems)),
-                              p, m, num_classes, ignore)
-    confusion.all_reduce()
-    if per_image_path is not None and per_image.stems:
-        per_image.save(per_image_path)
-    return confusion
 
 
 def best_and_last(history: list[dict[str, Any]]) -> dict[str, Any]:
@@ -309,86 +279,65 @@ def open_tensorboard(run_dir: Path, enabled: bool):
     return SummaryWriter(str(run_dir / "tensorboard"))
 
 
+class Meter:
+    """The epoch in progress: loss, images and FLOPs summed per step, shown on the progress bar and
+    in TensorBoard; at the epoch's end, its row of metrics."""
+
+    def __init__(self, run: Run, plan: Plan, progress: bool, tensorboard: bool) -> None:
+        self.run, self.plan = run, plan
+        self.bar = Progress(run.say, progress and run.world.main)
+        self.board = open_tensorboard(run.dir, tensorboard and run.world.main)
+        self.flops_at: dict[tuple[int, ...], int] = {}  # static forward FLOPs per image, by input size
+        self.start()
+
+    def start(self) -> None:
+        self.started, self.seen, self.loss_sum, self.flops, self.steps = time.time(), 0, 0.0, 0, 0
+
+    def step(self, epoch: int, i: int, step: int, images: torch.Tensor, loss: float, lr: float) -> None:
+        """Count step `i` of the epoch (`step` of the run), on a batch `images` [B, C, H, W]."""
+        batch, size = images.shape[0] * self.run.world.size, tuple(images.shape[-2:])
+        if size not in self.flops_at:
+            self.flops_at[size] = analyze(self.run.spec, size).flops  # type: ignore[arg-type]
+        self.seen += batch
+        self.flops += 3 * self.flops_at[size] * batch  # backward ≈ 2× forward
+        self.loss_sum, self.steps = self.loss_sum + loss, self.steps + 1
+        rate = self.seen / max(time.time() - self.started, 1e-9)
+        remaining = (self.plan.total_steps - step - 1) * self.run.spec.train.batch_size * self.run.world.size
+        if self.board is not None:
+            self.board.add_scalar("train/loss", loss, step)
+            self.board.add_scalar("train/lr", lr, step)
+        self.bar.step(epoch, self.plan.epochs, i + 1, self.plan.steps_per_epoch, loss, lr, rate,
+                      remaining / max(rate, 1e-9), self.flops / max(time.time() - self.started, 1e-9) / 1e9)
+
+    def row(self, epoch: int) -> dict[str, Any]:
+        """The epoch's metrics: mean loss over its steps, throughput, seconds."""
+        self.bar.end_epoch()
+        seconds = time.time() - self.started
+        return {"epoch": epoch + 1, "loss": self.loss_sum / max(1, self.steps),
+                "images_per_s": self.seen / max(seconds, 1e-9), "train_s": seconds,
+                "gflops_per_s": self.flops / max(seconds, 1e-9) / 1e9}
+
+    def validated(self, row: dict[str, Any], epoch: int) -> None:
+        """The epoch's validation scores (in `row`) to TensorBoard and the log."""
+        if self.board is not None:
+            for name in ("miou", "pixel_acc", "mean_acc", "fwiou"):
+                self.board.add_scalar(f"val/{name}", row[name], epoch + 1)
+        self.run.say(f"epoch {epoch + 1}/{self.plan.epochs}: loss {row['loss']:.4f}, val mIoU {row['miou']:.4f}, "
+                     f"pixel acc {row['pixel_acc']:.4f}, {row['images_per_s']:.1f} img/s, "
+                     f"{row['gflops_per_s']:.1f} GFLOP/s")
+
+    def close(self) -> None:
+        if self.board is not None:
+            self.board.close()
+
+
 # -- the run ---------------------------------------------------------------------------------------
-def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """torch.save through a temp file and rename: a kill never leaves half a checkpoint."""
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    atomic_write(path, lambda handle: handle.write(buffer.getvalue()))
-
-
-def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
-    """What a checkpoint file holds (a file that cannot be read is a one-line error);
-    weights_only=True refuses pickles that would run code."""
-    try:
-        with warnings.catch_warnings():  # torch warns about foreign pickles before refusing them
-            warnings.simplefilter("ignore")
-            state = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch/pickle raise many types for corrupt or unsafe files
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        if "weights_only" in first or "Weights only" in first:
-            first = "it holds Python objects other than tensors; refused, as loading them could run code"
-        raise TrainingError(f"{path}: cannot load checkpoint ({first[:200]})") from None
-    return state
-
-
-def require_checkpoint(state: Any, path: Path, *keys: str) -> dict[str, Any]:
-    """`state` if it is an fcngraph checkpoint with these keys; a one-line error otherwise."""
-    if not isinstance(state, dict) or not isinstance(state.get("model"), dict) or any(k not in state for k in keys):
-        wanted = ", ".join(("model", *keys))
-        raise TrainingError(f"{path}: not an fcngraph checkpoint (expected a dict with {wanted})")
-    return state
-
-
-def restore_model(state: dict[str, Any], path: Path, device: torch.device | str = "cpu"):
-    """(spec, model with the checkpoint's weights); a missing spec or mismatched weights → one line."""
-    from .spec import load_spec
-
-    state = require_checkpoint(state, path)
-    if not isinstance(state.get("spec"), dict):
-        raise TrainingError(f"{path}: checkpoint carries no spec; give it to a command that takes one")
-    spec = load_spec(state["spec"], file=str(path))
-    model = compile_spec(spec, device)
-    try:
-        model.load_state_dict(state["model"])
-    except (RuntimeError, KeyError, TypeError) as exc:
-        raise TrainingError(f"{path}: weights do not fit the spec '{spec.name}' "
-                            f"({' '.join(str(exc).split())[:200]})") from None
-    return spec, model
-
-
-def checkpoint_path(source: Path, which: str = "best") -> Path:
-    """best.pt (falling back to last.pt) or last.pt of a run directory, or a checkpoint file."""
-    if source.is_dir():
-        for name in ((f"{which}.pt", "last.pt") if which == "best" else (f"{which}.pt",)):
-            if (source / name).is_file():
-                return source / name
-        raise TrainingError(f"{source}: no {which}.pt in this run directory")
-    if not source.is_file():
-        raise TrainingError(f"{source}: no such run directory or checkpoint")
-    return source
-
-
 def _write_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
     import pandas as pd
 
     atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in history))
     flat = [{k: v for k, v in row.items() if not isinstance(v, list)} for row in history]
     atomic_write_text(run_dir / "metrics.csv", pd.DataFrame(flat).to_csv(index=False))
-
-
-def read_summary(run_dir: Path) -> dict[str, Any] | None:
-    """The finished run's summary, None if there is none; a garbled one is a one-line error."""
-    path = run_dir / "summary.json"
-    if not path.is_file():
-        return None
-    try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise TrainingError(f"{path}: unreadable summary ({exc}); delete it to rerun") from None
-    if not isinstance(summary, dict) or not isinstance(summary.get("miou"), (int, float)):
-        raise TrainingError(f"{path}: not a run summary (no 'miou'); delete it to rerun")
-    return summary
 
 
 def run_class_weights(spec: Spec, splits, run_dir: Path) -> list[float] | None:
@@ -427,160 +376,250 @@ def train_spec(spec: Spec, runs_root: Path = Path("runs"), *, resume: bool = Fal
         return finished
     if (run_dir / "last.pt").exists() and not resume:
         raise TrainingError(f"{run_dir}: an unfinished run is there; pass --resume to continue it")
+    run = Run(spec, run_dir, device, world, log)
     if not world.main:
-        return _train(spec, run_dir, device, world, resume, skip_bad, log, progress, tensorboard)
+        return _train(run, resume, skip_bad, progress, tensorboard)
     run_dir.mkdir(parents=True, exist_ok=True)
     with RunLock(run_dir):
-        return _train(spec, run_dir, device, world, resume, skip_bad, log, progress, tensorboard)
+        return _train(run, resume, skip_bad, progress, tensorboard)
 
 
-def _train(spec: Spec, run_dir: Path, device: torch.device, world: World, resume: bool, skip_bad: bool,
-           log: Callable[[str], None], progress: bool, tensorboard: bool) -> dict[str, Any]:
-    t, d = spec.train, spec.data
+def _train(run: Run, resume: bool, skip_bad: bool, progress: bool, tensorboard: bool) -> dict[str, Any]:
+    """Set up, then per epoch: train, validate (every eval_every epochs and the last), save."""
+    spec, resuming = run.spec, resume and (run.dir / "last.pt").exists()
+    open_run_dir(run)
+    splits, weights = load_data(run, skip_bad)
+    model, padded, net = build_model(run, resuming)
+    optimizer = make_optimizer(model, spec.train)
+    criterion = partial(training_loss, t=spec.train, ignore=spec.data.ignore_index,
+                        aux_weights=model.aux_weights, weights=weights)
+    plan = Plan.of(spec.train, len(splits.train), run.world)
+    val_loader = validation_loader(run, splits.val)
+    start, best, history = resume_from(run, model, optimizer) if resuming else (0, -1.0, [])
+    params = sum(p.numel() for p in model.parameters())
+    run.say(f"{spec.name}: {params:,} params on {run.device}, {len(splits.train)} train / "
+            f"{len(splits.val)} val images, {plan.epochs} epochs x {plan.steps_per_epoch} steps")
+    meter, started, confusion = Meter(run, plan, progress, tensorboard), time.time(), None
+    for epoch in range(start, plan.epochs):
+        row = train_one_epoch(run, net, criterion, optimizer, splits.train, plan, epoch, meter)
+        if plan.validates(epoch):
+            confusion = validate(run, padded, val_loader, splits.val_stems)
+            row.update(confusion.compute())
+            meter.validated(row, epoch)
+        history.append(row)
+        if run.world.main:
+            best = save_epoch(run, model, optimizer, splits, epoch, history, best)
+    if confusion is None:  # resumed after the last epoch: evaluate what was saved
+        confusion = validate(run, padded, val_loader)
+    meter.close()
+    return finish(run, summarize(run, plan, params, splits.classes, history, confusion, started))
 
-    def say(text: str) -> None:
-        if world.main:
-            log(text)
-            with open(run_dir / "log.txt", "a", encoding="utf-8") as handle:
+
+# -- setup -----------------------------------------------------------------------------------------
+@dataclass
+class Run:
+    """One training run: its spec, its folder, where it computes; rank 0 alone speaks and writes."""
+
+    spec: Spec
+    dir: Path
+    device: torch.device
+    world: World
+    log: Callable[[str], None]
+
+    def say(self, text: str) -> None:
+        """Log a line, and append it with the time to <run dir>/log.txt."""
+        if self.world.main:
+            self.log(text)
+            with open(self.dir / "log.txt", "a", encoding="utf-8") as handle:
                 handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
 
-    if world.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "failed.txt").unlink(missing_ok=True)  # a resumed run is no longer a failed one
-        atomic_write_text(run_dir / "spec.json", json.dumps(spec.canonical(), indent=2) + "\n")
-    splits = make_splits(d, t, spec.num_classes, skip_bad, spec.input.channels)
+
+@dataclass(frozen=True)
+class Plan:
+    """The run's length: optimiser steps per epoch and in all (train.iterations may end the last
+    epoch early), epochs, and which epochs validate."""
+
+    steps_per_epoch: int
+    total_steps: int
+    epochs: int
+    eval_every: int
+
+    @classmethod
+    def of(cls, t: TrainSettings, train_images: int, world: World) -> Plan:
+        steps_per_epoch = math.ceil(train_images / (t.batch_size * world.size))
+        total_steps = t.iterations or t.epochs * steps_per_epoch
+        return cls(steps_per_epoch, total_steps, math.ceil(total_steps / steps_per_epoch), t.eval_every)
+
+    def validates(self, epoch: int) -> bool:
+        return (epoch + 1) % self.eval_every == 0 or epoch + 1 == self.epochs
+
+
+def open_run_dir(run: Run) -> None:
+    """Mark the folder as this spec's run: spec.json written, an earlier failure note removed."""
+    if run.world.main:
+        run.dir.mkdir(parents=True, exist_ok=True)
+        (run.dir / "failed.txt").unlink(missing_ok=True)  # a resumed run is no longer a failed one
+        atomic_write_text(run.dir / "spec.json", json.dumps(run.spec.canonical(), indent=2) + "\n")
+
+
+def load_data(run: Run, skip_bad: bool) -> tuple[Splits, list[float] | None]:
+    """The training and validation sets (sizes checked against the spec; bad samples skipped with
+    --skip-bad) and the loss's class weights."""
+    spec = run.spec
+    splits = make_splits(spec.data, spec.train, spec.num_classes, skip_bad, spec.input.channels)
     if splits.skipped:
-        say(f"skipped {len(splits.skipped)} bad sample(s): " + "; ".join(splits.skipped[:3]))
-    check_sizes(spec, data_sizes(spec, splits), d.pad, str(d.path or "synthetic data"))
-    weights = run_class_weights(spec, splits, run_dir)  # atomic writes: ranks may race harmlessly
-    torch.manual_seed(t.seed)
-    model = compile_spec(spec, device)
-    padded = PadToValid(model, spec) if d.pad else model  # any image size: pad in, crop scores back
-    net: torch.nn.Module = DistributedDataParallel(padded) if world.size > 1 else padded
-    if t.init and not (resume and (run_dir / "last.pt").exists()):
-        from .surgery import init_from  # surgery reads checkpoints through this module
+        run.say(f"skipped {len(splits.skipped)} bad sample(s): " + "; ".join(splits.skipped[:3]))
+    check_sizes(spec, data_sizes(spec, splits), spec.data.pad, str(spec.data.path or "synthetic data"))
+    return splits, run_class_weights(spec, splits, run.dir)  # atomic writes: ranks may race harmlessly
 
-        surgery = init_from(spec, Path(t.init), t.init_map, model)
+
+def build_model(run: Run, resuming: bool) -> tuple[torch.nn.Module, torch.nn.Module, torch.nn.Module]:
+    """(model, padded, net): the spec compiled with train.seed's initialisation, or train.init's
+    weights when not resuming; behind the padding wrapper that validation calls; and what
+    training calls, under DDP when distributed."""
+    spec = run.spec
+    torch.manual_seed(spec.train.seed)
+    model = compile_spec(spec, run.device)
+    padded = PadToValid(model, spec) if spec.data.pad else model  # any image size: pad in, crop scores back
+    net: torch.nn.Module = DistributedDataParallel(padded) if run.world.size > 1 else padded
+    if spec.train.init and not resuming:
+        surgery = init_from(spec, Path(spec.train.init), spec.train.init_map, model)
         model.load_state_dict(surgery.state)
-        say(f"initialised from {t.init} ({t.init_map}): " + surgery.describe().splitlines()[0])
-    optimizer = make_optimizer(model, t)
-    loader_args = {"batch_size": t.batch_size, "num_workers": t.workers, "pin_memory": device.type == "cuda",
-                   "collate_fn": pad_collate, "persistent_workers": False}
-    val_indices = list(range(world.rank, len(splits.val), world.size))  # no padding: exact counts
-    val_loader = DataLoader(Subset(splits.val, val_indices), shuffle=False, **loader_args)
-    steps_per_epoch = math.ceil(len(splits.train) / (t.batch_size * world.size))
-    total_steps = t.iterations or t.epochs * steps_per_epoch
-    epochs = math.ceil(total_steps / steps_per_epoch)
+        run.say(f"initialised from {spec.train.init} ({spec.train.init_map}): "
+                + surgery.describe().splitlines()[0])
+    return model, padded, net
 
-    start_epoch, best, history = 0, -1.0, []
-    if resume and (run_dir / "last.pt").exists():
-        state = require_checkpoint(load_checkpoint(run_dir / "last.pt", device), run_dir / "last.pt",
-                                   "optimizer", "epoch", "best", "history", "spec")
-        if state.get("spec") != spec.canonical():  # the hash ignores nothing that matters, but a hand-
-            raise TrainingError(f"{run_dir / 'last.pt'}: it was trained from a different spec; resuming "
-                                "it with this one would mix two experiments")  # edited folder may lie
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start_epoch, best, history = state["epoch"] + 1, state["best"], state["history"]
-        say(f"resuming {run_dir} after epoch {start_epoch}")
-    params = sum(p.numel() for p in model.parameters())
-    say(f"{spec.name}: {params:,} params on {device}, "
-        f"{len(splits.train)} train / {len(splits.val)} val images, {epochs} epochs x {steps_per_epoch} steps")
-    bar = Progress(say, progress and world.main)
-    board = open_tensorboard(run_dir, tensorboard and world.main)
-    started, confusion = time.time(), None
-    flops_at: dict[tuple[int, ...], int] = {}  # static forward FLOPs per image, by input size
-    for epoch in range(start_epoch, epochs):
-        torch.manual_seed(t.seed * 1009 + epoch)  # dropout and sampling depend on (seed, epoch) only
-        splits.train.epoch = epoch
-        if world.size > 1:
-            sampler = DistributedSampler(splits.train, world.size, world.rank, shuffle=True, seed=t.seed)
-            sampler.set_epoch(epoch)
-        else:
-            sampler = RandomSampler(splits.train, generator=torch.Generator().manual_seed(t.seed * 31 + epoch))
-        loader = DataLoader(splits.train, sampler=sampler, **loader_args)
-        net.train()
-        epoch_start, seen, loss_sum, flops = time.time(), 0, 0.0, 0
-        for i, (images, masks) in enumerate(loader):
-            step = epoch * steps_per_epoch + i
-            if step >= total_steps:
-                break
-            for group in optimizer.param_groups:
-                group["lr"] = t.lr * group["lr_mult"] * lr_factor(step, total_steps, t)
-            images = images.to(device, non_blocking=True)  # [B, 3, H, W]
-            masks = masks.to(device, non_blocking=True)  # [B, H, W]
-            with autocast(device, t.amp):
-                loss = training_loss(net(images), masks, t, d.ignore_index, model.aux_weights, weights)
-            if not torch.isfinite(loss):
-                message = (f"loss became {loss.item()} at epoch {epoch + 1}, step {i + 1}; "
-                           f"stopped, last good checkpoint kept in {run_dir / 'last.pt'}")
-                if world.main:  # reports show why the run has no summary
-                    atomic_write_text(run_dir / "failed.txt", message + "\n")
-                raise TrainingError(message)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            seen += images.shape[0] * world.size
-            size = tuple(images.shape[-2:])
-            flops_at.setdefault(size, analyze(spec, size).flops)  # type: ignore[arg-type]
-            flops += 3 * flops_at[size] * images.shape[0] * world.size  # backward ≈ 2× forward
-            loss_sum += loss.item()
-            rate = seen / max(time.time() - epoch_start, 1e-9)
-            remaining = (total_steps - step - 1) * t.batch_size * world.size / max(rate, 1e-9)
-            if board is not None:
-                board.add_scalar("train/loss", loss.item(), step)
-                board.add_scalar("train/lr", optimizer.param_groups[0]["lr"], step)
-            bar.step(epoch, epochs, i + 1, steps_per_epoch, loss.item(), optimizer.param_groups[0]["lr"],
-                     rate, remaining, flops / max(time.time() - epoch_start, 1e-9) / 1e9)
-        bar.end_epoch()
-        train_seconds = time.time() - epoch_start
-        row: dict[str, Any] = {"epoch": epoch + 1, "loss": loss_sum / max(1, i + 1),
-                               "images_per_s": seen / max(train_seconds, 1e-9), "train_s": train_seconds,
-                               "gflops_per_s": flops / max(train_seconds, 1e-9) / 1e9}
-        if (epoch + 1) % t.eval_every == 0 or epoch + 1 == epochs:
-            sync_buffers(model, world)
-            confusion = evaluate(padded, val_loader, spec.num_classes, device, t.amp, d.ignore_index,
-                                 per_image_path=run_dir / f"per-image-{d.val_split}.npz" if world.size == 1
-                                 else None, stems=splits.val_stems)
-            scores = confusion.compute()
-            row.update(scores)
-            if board is not None:
-                for name in ("miou", "pixel_acc", "mean_acc", "fwiou"):
-                    board.add_scalar(f"val/{name}", scores[name], epoch + 1)
-            say(f"epoch {epoch + 1}/{epochs}: loss {row['loss']:.4f}, val mIoU {scores['miou']:.4f}, "
-                f"pixel acc {scores['pixel_acc']:.4f}, {row['images_per_s']:.1f} img/s, "
-                f"{row['gflops_per_s']:.1f} GFLOP/s")
-        history.append(row)
-        if world.main:
-            _write_metrics(run_dir, history)
-            is_best = row.get("miou", -1.0) > best
-            best = max(best, row.get("miou", -1.0))
-            meta = {"spec": spec.canonical(), "classes": splits.classes,
-                    "palette": [list(c) for c in splits.palette]}  # predict needs no dataset folder
-            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-                     "best": best, "history": history, **meta}
-            save_checkpoint(run_dir / "last.pt", state)
-            if is_best:
-                best_state = {"model": model.state_dict(), "epoch": epoch, **meta}
-                save_checkpoint(run_dir / "best.pt", best_state)
-    final = confusion
-    if final is None:  # resumed after the last epoch: evaluate what was saved
-        sync_buffers(model, world)
-        final = evaluate(padded, val_loader, spec.num_classes, device, t.amp, d.ignore_index)
+
+def resume_from(run: Run, model: torch.nn.Module, optimizer: torch.optim.Optimizer
+                ) -> tuple[int, float, list[dict[str, Any]]]:
+    """Weights and optimiser state from last.pt; (first epoch to run, best val mIoU, metric rows)."""
+    state = load_resumable(run.dir / "last.pt", run.spec, run.device)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    run.say(f"resuming {run.dir} after epoch {state['epoch'] + 1}")
+    return state["epoch"] + 1, state["best"], state["history"]
+
+
+def loader_settings(run: Run) -> dict[str, Any]:
+    """What training and validation batches share: size, workers, pinned memory on CUDA, and
+    images padded to the largest in the batch."""
+    t = run.spec.train
+    return {"batch_size": t.batch_size, "num_workers": t.workers, "pin_memory": run.device.type == "cuda",
+            "collate_fn": pad_collate, "persistent_workers": False}
+
+
+def training_loader(run: Run, train_set: Dataset, epoch: int) -> DataLoader:
+    """This epoch's batches in an order fixed by (seed, epoch); under DDP this rank's share."""
+    t, world = run.spec.train, run.world
+    if world.size > 1:
+        sampler = DistributedSampler(train_set, world.size, world.rank, shuffle=True, seed=t.seed)
+        sampler.set_epoch(epoch)
+    else:
+        sampler = RandomSampler(train_set, generator=torch.Generator().manual_seed(t.seed * 31 + epoch))
+    return DataLoader(train_set, sampler=sampler, **loader_settings(run))
+
+
+def validation_loader(run: Run, val_set: Dataset) -> DataLoader:
+    """This rank's share of the validation images, in order; no padding, so the counts are exact."""
+    indices = list(range(run.world.rank, len(val_set), run.world.size))
+    return DataLoader(Subset(val_set, indices), shuffle=False, **loader_settings(run))
+
+
+# -- an epoch --------------------------------------------------------------------------------------
+def train_one_epoch(run: Run, net: torch.nn.Module, criterion: Callable[..., torch.Tensor],
+                    optimizer: torch.optim.Optimizer, train_set: Dataset, plan: Plan, epoch: int,
+                    meter: Meter) -> dict[str, Any]:
+    """One epoch of optimiser steps; its row of metrics (mean loss, images/s, GFLOP/s)."""
+    t = run.spec.train
+    torch.manual_seed(t.seed * 1009 + epoch)  # dropout and sampling depend on (seed, epoch) only
+    train_set.epoch = epoch  # augmentation too
+    net.train()
+    meter.start()
+    for i, (images, masks) in enumerate(training_loader(run, train_set, epoch)):
+        step = epoch * plan.steps_per_epoch + i
+        if step >= plan.total_steps:
+            break
+        set_lr(optimizer, t, step, plan.total_steps)
+        images = images.to(run.device, non_blocking=True)  # [B, C, H, W]
+        masks = masks.to(run.device, non_blocking=True)  # [B, H, W]
+        with autocast(run.device, t.amp):
+            loss = criterion(net(images), masks)
+        stop_unless_finite(run, loss, epoch, i)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        meter.step(epoch, i, step, images, loss.item(), optimizer.param_groups[0]["lr"])
+    return meter.row(epoch)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, t: TrainSettings, step: int, total_steps: int) -> None:
+    """The schedule's learning rate at `step`, times each group's multiplier (biases: bias_lr_mult)."""
+    for group in optimizer.param_groups:
+        group["lr"] = t.lr * group["lr_mult"] * lr_factor(step, total_steps, t)
+
+
+def stop_unless_finite(run: Run, loss: torch.Tensor, epoch: int, i: int) -> None:
+    """A NaN or infinite loss ends the run before it reaches the weights; last.pt keeps the last
+    good epoch and failed.txt says why (reports show it)."""
+    if torch.isfinite(loss):
+        return
+    message = (f"loss became {loss.item()} at epoch {epoch + 1}, step {i + 1}; "
+               f"stopped, last good checkpoint kept in {run.dir / 'last.pt'}")
+    if run.world.main:
+        atomic_write_text(run.dir / "failed.txt", message + "\n")
+    raise TrainingError(message)
+
+
+def validate(run: Run, model: torch.nn.Module, loader: DataLoader, stems: list[str] | None = None
+             ) -> ConfusionMatrix:
+    """The validation confusion matrix, every rank's share summed; given the split's `stems` (one
+    process only) also per-image-<val split>.npz, the counts `fcngraph eval` writes."""
+    spec = run.spec
+    sync_buffers(model, run.world)
+    stems = stems if run.world.size == 1 else None  # a rank's share is not the split's order
+    confusion, per_image = score_loader(model, loader, spec.num_classes, run.device, spec.data.ignore_index,
+                                        stems, amp=spec.train.amp)
+    confusion.all_reduce()
+    if per_image is not None and per_image.stems:
+        per_image.save(run.dir / f"per-image-{spec.data.val_split}.npz")
+    return confusion
+
+
+def save_epoch(run: Run, model: torch.nn.Module, optimizer: torch.optim.Optimizer, splits: Splits,
+               epoch: int, history: list[dict[str, Any]], best: float) -> float:
+    """metrics.jsonl/csv and last.pt; best.pt too when this epoch's val mIoU beats `best`.
+    Returns the new best."""
+    score = history[-1].get("miou", -1.0)
+    _write_metrics(run.dir, history)
+    save_checkpoint(run.dir / "last.pt", run_checkpoint(
+        model, epoch, run.spec, splits.classes, splits.palette, optimizer=optimizer.state_dict(),
+        best=max(best, score), history=history))
+    if score > best:
+        save_checkpoint(run.dir / "best.pt", run_checkpoint(model, epoch, run.spec, splits.classes, splits.palette))
+    return max(best, score)
+
+
+# -- the end ---------------------------------------------------------------------------------------
+def summarize(run: Run, plan: Plan, params: int, classes: list[str], history: list[dict[str, Any]],
+              confusion: ConfusionMatrix, started: float) -> dict[str, Any]:
+    """summary.json: the last validation's scores and confusion matrix, the run's throughput, and
+    which epoch best.pt holds."""
     train_s = sum(r["train_s"] for r in history)
-    summary = {"spec": spec.name, "hash": spec.digest(), "status": "complete", "epochs": epochs,
-               "steps": total_steps, "params": params, "train_s": train_s, "wall_s": time.time() - started,
-               "images_per_s": sum(r["images_per_s"] * r["train_s"] for r in history) / max(train_s, 1e-9),
-               "gflops_per_s": sum(r.get("gflops_per_s", 0.0) * r["train_s"] for r in history) / max(train_s, 1e-9),
-               "classes": splits.classes, "world_size": world.size,
-               **final.compute(), "confusion": final.matrix.tolist(), "checkpoint": "last",
-               **best_and_last(history)}
-    if board is not None:
-        board.close()
-    if world.main:
-        atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
-        say(f"done: last epoch val mIoU {summary['miou']:.4f} (pixel acc {summary['pixel_acc']:.4f}, mean acc "
+    return {"spec": run.spec.name, "hash": run.spec.digest(), "status": "complete", "epochs": plan.epochs,
+            "steps": plan.total_steps, "params": params, "train_s": train_s, "wall_s": time.time() - started,
+            "images_per_s": sum(r["images_per_s"] * r["train_s"] for r in history) / max(train_s, 1e-9),
+            "gflops_per_s": sum(r.get("gflops_per_s", 0.0) * r["train_s"] for r in history) / max(train_s, 1e-9),
+            "classes": classes, "world_size": run.world.size,
+            **confusion.compute(), "confusion": confusion.matrix.tolist(), "checkpoint": "last",
+            **best_and_last(history)}
+
+
+def finish(run: Run, summary: dict[str, Any]) -> dict[str, Any]:
+    """Write summary.json (its presence marks the run finished) and say how it ended."""
+    if run.world.main:
+        atomic_write_text(run.dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    run.say(f"done: last epoch val mIoU {summary['miou']:.4f} (pixel acc {summary['pixel_acc']:.4f}, mean acc "
             f"{summary['mean_acc']:.4f}, f.w. IoU {summary['fwiou']:.4f}), {summary['images_per_s']:.1f} img/s, "
             f"{summary['gflops_per_s']:.1f} GFLOP/s; best.pt holds epoch "
-            f"{summary['best_epoch']} (val mIoU {summary['best_miou']:.4f}) -> {run_dir}")
+            f"{summary['best_epoch']} (val mIoU {summary['best_miou']:.4f}) -> {run.dir}")
     return summary

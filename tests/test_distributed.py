@@ -12,9 +12,9 @@ from torch.utils.data import DataLoader
 
 from fcngraph.compile import compile_spec
 from fcngraph.data import make_splits, pad_collate
+from fcngraph.evaluate import score_loader
 from fcngraph.overrides import apply_overrides
 from fcngraph.spec import load_spec
-from fcngraph.train import evaluate
 
 from .conftest import ROOT, SPECS
 
@@ -42,7 +42,7 @@ def test_two_gloo_processes_match_one_process_evaluation(tmp_path):
     model.load_state_dict(torch.load(run_dir / "last.pt", weights_only=True)["model"])
     splits = make_splits(spec.data, spec.train, spec.num_classes)
     loader = DataLoader(splits.val, batch_size=3, collate_fn=pad_collate)
-    single = evaluate(model, loader, spec.num_classes, torch.device("cpu"))
+    single, _ = score_loader(model, loader, spec.num_classes, "cpu")
     assert single.matrix.sum() == 10 * 32 * 32
     assert (single.matrix.sum(0) > 0).sum() > 1, "the model predicts one class: too weak a check"
     assert single.matrix.tolist() == summary["confusion"]

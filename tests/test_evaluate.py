@@ -11,12 +11,14 @@ import pytest
 import torch
 from PIL import Image
 
+from fcngraph.checkpoint import load_checkpoint, restore_model
 from fcngraph.cli import main
-from fcngraph.data import class_frequencies, class_weights
+from fcngraph.compare import per_image_counts, read_run
+from fcngraph.data import class_frequencies, class_weights, make_splits
 from fcngraph.evaluate import load_per_image
 from fcngraph.sizing import PadToValid
 from fcngraph.spec import load_spec
-from fcngraph.train import load_checkpoint, restore_model, run_dir_for
+from fcngraph.train import run_dir_for
 
 from .conftest import CAMVID, SPECS, make_folder
 
@@ -85,6 +87,25 @@ def test_eval_reproduces_validation_and_an_independent_confusion(trained, capsys
     assert counts["tp"].shape == (2, 6) and counts["tp"].sum() == np.trace(expected)
     assert (counts["gt"].sum(0) == expected.sum(1)).all() and (counts["pred"].sum(0) == expected.sum(0)).all()
     assert (run / "eval-val-per-image.csv").read_text().startswith("image,miou,iou_c0")
+
+
+def test_training_eval_and_compare_count_per_image_alike(tmp_path):
+    """One scoring loop: the counts training's last validation wrote, those `compare` computes for a
+    run without them and those `eval` of last.pt writes are the same arrays."""
+    data = make_folder(tmp_path / "d", size=(45, 30), classes=6)  # padded: all three must pad alike
+    run = train(tmp_path, SPECS / "unet-mini.json", data)
+    written = load_per_image(run, "val")
+    (run / "per-image-val.npz").unlink()
+    record = read_run(run)
+    splits = make_splits(record.spec.data, record.spec.train, record.spec.num_classes)
+    recomputed = per_image_counts(record, splits)
+    assert main(["eval", str(run), "--checkpoint", "last", "--backend", "torch"]) == 0
+    evaluated = load_per_image(run, "val")
+    assert list(written["stems"]) == list(recomputed["ids"]) == list(evaluated["stems"]) == ["s4", "s5"]
+    assert written["gt"].sum() == 2 * 45 * 30  # every pixel labelled, none of the padding counted
+    for key in ("tp", "gt", "pred"):
+        np.testing.assert_array_equal(written[key], recomputed[key])
+        np.testing.assert_array_equal(written[key], evaluated[key])
 
 
 def test_flip_tta_equals_plain_for_a_flip_equivariant_net(tmp_path):

@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
+from fcngraph.checkpoint import save_checkpoint
 from fcngraph.cli import main
 from fcngraph.compile import compile_spec
 from fcngraph.export import deploy_meta
@@ -14,7 +15,6 @@ from fcngraph.infer import BackendError, Predictor, SizeFit, TorchOptions, defau
 from fcngraph.predict import load_predictor
 from fcngraph.shapes import analyze
 from fcngraph.spec import load_spec
-from fcngraph.train import save_checkpoint
 
 from .conftest import SPECS
 

@@ -114,8 +114,9 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
 
 KILL_INSIDE_WRITE = """
 import io, os, signal, sys, torch
-from fcngraph import train
-real_atomic_write = train.atomic_write
+from pathlib import Path
+from fcngraph import checkpoint
+real_atomic_write = checkpoint.atomic_write
 
 def dying_atomic_write(path, write):  # inside the real write: half the new bytes on disk, then SIGKILL
     def half_then_die(handle):
@@ -127,13 +128,13 @@ def dying_atomic_write(path, write):  # inside the real write: half the new byte
         os.kill(os.getpid(), signal.SIGKILL)
     return real_atomic_write(path, half_then_die)
 
-train.atomic_write = dying_atomic_write
-train.save_checkpoint(train.Path(sys.argv[1]), {"model": {"w": torch.full((1000,), 2.0)}, "epoch": 2})
+checkpoint.atomic_write = dying_atomic_write
+checkpoint.save_checkpoint(Path(sys.argv[1]), {"model": {"w": torch.full((1000,), 2.0)}, "epoch": 2})
 """
 
 
 def test_a_kill_inside_the_checkpoint_write_keeps_the_previous_checkpoint(tmp_path):
-    from fcngraph.train import load_checkpoint, save_checkpoint
+    from fcngraph.checkpoint import load_checkpoint, save_checkpoint
 
     path = tmp_path / "run" / "last.pt"
     save_checkpoint(path, {"model": {"w": torch.full((1000,), 1.0)}, "epoch": 1})
@@ -172,8 +173,9 @@ def test_set_override_errors_are_one_line(tmp_path, capsys):
 def test_tensorboard_logs_loss_and_validation_metrics(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    assert main(["run", str(SPECS / "unet-mini.json"), *QUICK, "--epochs", "2", "--runs", str(tmp_path),
-                 "--tensorboard"]) == 0
+    # 6 steps an epoch; `iterations` ends the second epoch after 2 of them
+    assert main(["run", str(SPECS / "unet-mini.json"), *QUICK, "--set", "train.iterations=8", "--runs",
+                 str(tmp_path), "--tensorboard"]) == 0
     (board,) = tmp_path.glob("*/tensorboard")
     events = EventAccumulator(str(board))
     events.Reload()
@@ -181,3 +183,7 @@ def test_tensorboard_logs_loss_and_validation_metrics(tmp_path):
     assert [e.step for e in events.Scalars("val/miou")] == [1, 2]
     summary = json.loads(next(tmp_path.glob("*/summary.json")).read_text())
     assert events.Scalars("val/miou")[-1].value == pytest.approx(summary["miou"])
+    steps = [e.value for e in events.Scalars("train/loss")]
+    rows = [json.loads(line) for line in next(tmp_path.glob("*/metrics.jsonl")).read_text().splitlines()]
+    assert len(steps) == 8  # an epoch's loss is the mean over the steps it took, a short last one too
+    assert [r["loss"] for r in rows] == pytest.approx([np.mean(steps[:6]), np.mean(steps[6:])], rel=1e-6)

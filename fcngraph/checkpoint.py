@@ -1,0 +1,138 @@
+"""Checkpoint files and a run folder's saved state, for every command that reads or writes them.
+
+Input: a run directory or a `.pt` file. Output: the checkpoint's dict (read safely: weights only,
+every unreadable file a one-line error), a model rebuilt from the spec it carries, or the run's
+summary. Writes are atomic: a kill leaves the previous file whole.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .compile import compile_spec
+from .errors import FcngraphError
+from .io import atomic_write
+from .spec import Spec, load_spec
+
+
+class CheckpointError(FcngraphError):
+    """A checkpoint or run folder that cannot be read, or that does not fit what it is used for."""
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    """torch.save through a temp file and rename: a kill never leaves half a checkpoint."""
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    atomic_write(path, lambda handle: handle.write(buffer.getvalue()))
+
+
+def run_checkpoint(model: torch.nn.Module, epoch: int, spec: Spec, classes: list[str],
+                   palette: list[tuple[int, int, int]], **resume: Any) -> dict[str, Any]:
+    """What a run's checkpoint carries: weights, the 0-based epoch, the spec (eval, predict and
+    export need no spec file), class names and palette (predict needs no dataset folder);
+    `resume`: last.pt's optimizer, best score and history."""
+    return {"model": model.state_dict(), "epoch": epoch, **resume, "spec": spec.canonical(),
+            "classes": classes, "palette": [list(c) for c in palette]}
+
+
+def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """What a checkpoint file holds (a file that cannot be read is a one-line error);
+    weights_only=True refuses pickles that would run code."""
+    try:
+        with warnings.catch_warnings():  # torch warns about foreign pickles before refusing them
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch/pickle raise many types for corrupt or unsafe files
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if "weights_only" in first or "Weights only" in first:
+            first = "it holds Python objects other than tensors; refused, as loading them could run code"
+        raise CheckpointError(f"{path}: cannot load checkpoint ({first[:200]})") from None
+    return state
+
+
+def require_checkpoint(state: Any, path: Path, *keys: str) -> dict[str, Any]:
+    """`state` if it is an fcngraph checkpoint with these keys; a one-line error otherwise."""
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict) or any(k not in state for k in keys):
+        wanted = ", ".join(("model", *keys))
+        raise CheckpointError(f"{path}: not an fcngraph checkpoint (expected a dict with {wanted})")
+    return state
+
+
+def load_resumable(path: Path, spec: Spec, device: torch.device | str) -> dict[str, Any]:
+    """last.pt of an unfinished run of `spec`, with what resuming needs (optimizer, epoch, history)."""
+    state = require_checkpoint(load_checkpoint(path, device), path, "optimizer", "epoch", "best", "history", "spec")
+    if state["spec"] != spec.canonical():  # the run hash covers the spec, but a hand-edited folder may lie
+        raise CheckpointError(f"{path}: it was trained from a different spec; resuming it with this one "
+                              "would mix two experiments")
+    return state
+
+
+def restore_model(state: dict[str, Any], path: Path, device: torch.device | str = "cpu"):
+    """(spec, model with the checkpoint's weights); a missing spec or mismatched weights → one line."""
+    state = require_checkpoint(state, path)
+    if not isinstance(state.get("spec"), dict):
+        raise CheckpointError(f"{path}: checkpoint carries no spec; give it to a command that takes one")
+    spec = load_spec(state["spec"], file=str(path))
+    model = compile_spec(spec, device)
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path}: weights do not fit the spec '{spec.name}' "
+                              f"({' '.join(str(exc).split())[:200]})") from None
+    return spec, model
+
+
+@dataclass
+class Trained:
+    """A trained model read from a run directory or checkpoint file."""
+
+    path: Path  # the checkpoint file
+    state: dict[str, Any]
+    spec: Spec
+    model: torch.nn.Module
+
+    @property
+    def extras(self) -> dict[str, Any]:
+        """The class names and palette the run trained with, where the checkpoint has them."""
+        return {key: self.state[key] for key in ("classes", "palette") if self.state.get(key)}
+
+
+def load_trained(source: Path, which: str = "best", device: torch.device | str = "cpu") -> Trained:
+    """The model in `source` (a run directory's best.pt or last.pt, or a checkpoint file)."""
+    path = checkpoint_path(Path(source), which)
+    state = load_checkpoint(path, device)
+    spec, model = restore_model(state, path, device)
+    return Trained(path, state, spec, model)
+
+
+def checkpoint_path(source: Path, which: str = "best") -> Path:
+    """best.pt (falling back to last.pt) or last.pt of a run directory, or a checkpoint file."""
+    if source.is_dir():
+        for name in ((f"{which}.pt", "last.pt") if which == "best" else (f"{which}.pt",)):
+            if (source / name).is_file():
+                return source / name
+        raise CheckpointError(f"{source}: no {which}.pt in this run directory")
+    if not source.is_file():
+        raise CheckpointError(f"{source}: no such run directory or checkpoint")
+    return source
+
+
+def read_summary(run_dir: Path) -> dict[str, Any] | None:
+    """The finished run's summary, None if there is none; a garbled one is a one-line error."""
+    path = run_dir / "summary.json"
+    if not path.is_file():
+        return None
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: unreadable summary ({exc}); delete it to rerun") from None
+    if not isinstance(summary, dict) or not isinstance(summary.get("miou"), (int, float)):
+        raise CheckpointError(f"{path}: not a run summary (no 'miou'); delete it to rerun")
+    return summary
