@@ -260,7 +260,8 @@ def confusion_figure(records: list[RunRecord], baseline: str, seeds: dict[str, l
         return None
     classes = next(r.classes for r in records if r.name in mats) or [str(i) for i in range(len(mats[baseline]))]
     n = len(mats)
-    figure, axes = plt.subplots(2, n, figsize=(3.2 * n, 6.4), squeeze=False)
+    # constrained layout: the second row's titles clear the first row's rotated class names
+    figure, axes = plt.subplots(2, n, figsize=(3.2 * n, 6.8), squeeze=False, layout="constrained")
     diff = None
     for col, (name, m) in enumerate(mats.items()):
         labels = classes if len(classes) == len(m) else [str(i) for i in range(len(m))]
@@ -349,7 +350,11 @@ def qualitative_figure(records: list[RunRecord], splits_by_key: dict[str, Splits
     count = len(indices)
     predicted = {r.name: predictions(r, splits, indices) for r in shown}
     columns = ["input", "ground truth", *predicted]
-    figure, axes = plt.subplots(count, len(columns), figsize=(1.9 * len(columns), 1.9 * count), squeeze=False)
+    height, width = splits.val.base[indices[0]][1].shape
+    rows_of_legend = math.ceil(len(splits.classes) / 6)
+    # cells shaped like the images, the legend in its own strip below: no empty band between them
+    figure, axes = plt.subplots(count, len(columns), squeeze=False, layout="constrained",
+                                figsize=(1.9 * len(columns), 1.9 * count * height / width + 0.3 * rows_of_legend))
     for row, index in enumerate(indices):
         image, mask = splits.val.base[index]  # raw [3, H, W] in 0..1, [H, W]
         panels = [image.permute(1, 2, 0).numpy(), _colour(mask, splits.palette)]
@@ -364,8 +369,7 @@ def qualitative_figure(records: list[RunRecord], splits_by_key: dict[str, Splits
     from matplotlib.patches import Patch
 
     handles = [Patch(color=np.array(colour) / 255, label=name) for name, colour in zip(splits.classes, splits.palette)]
-    figure.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=7, frameon=False)
-    figure.subplots_adjust(bottom=0.08 + 0.04 * math.ceil(len(handles) / 6) / max(1, count / 4))
+    figure.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 6), fontsize=7, frameon=False)
     left_out = [r.name for r in records if r not in shown]
     return figure, left_out
 
