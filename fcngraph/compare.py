@@ -79,7 +79,8 @@ def read_run(run_dir: Path) -> RunRecord:
     history = _read_history(run_dir)
     summary = read_summary(run_dir)
     if summary is not None:
-        return RunRecord(spec.name, run_dir, "complete", "", spec, summary, history)
+        start = f"from {Path(spec.train.init).name}" if spec.train.init else ""  # a staged run says its start
+        return RunRecord(spec.name, run_dir, "complete", start, spec, summary, history)
     evaluated = [row for row in history if "miou" in row]
     last = {**(evaluated[-1] if evaluated else {}), "classes": None}
     failure = run_dir / "failed.txt"

@@ -1,5 +1,6 @@
 """Experiment files: loading, expansion into runs, one-line errors naming the JSON path, the shipped schema."""
 
+import csv
 import json
 
 import pytest
@@ -130,6 +131,9 @@ def test_staged_compare_trains_parents_first_and_initialises_from_them(tmp_path,
     log = (child / "log.txt").read_text()
     assert f"initialised from {parent.resolve()}" in log
     assert json.loads((child / "spec.json").read_text())["train"]["init"] == str(parent.resolve())
+    rows = csv.DictReader((tmp_path / "report" / "results.csv").read_text().splitlines())
+    notes = {row["variant"]: row["note"] for row in rows}
+    assert notes == {"16s-staged": f"from {parent.name}", "32s": ""}  # the report says where a stage starts
 
 
 def test_a_specs_relative_data_path_is_relative_to_the_spec_file(tmp_path):
