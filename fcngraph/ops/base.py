@@ -60,9 +60,7 @@ def window_length(n: int, kernel: int, stride: int, pad: int, dilation: int = 1,
     if not ceil:
         return span // stride + 1
     out = -(-span // stride) + 1
-    if (out - 1) * stride >= n + pad:  # the last window must start inside the image
-        out -= 1
-    return out
+    return out - ((out - 1) * stride >= n + pad)  # the last window must start inside the image
 
 
 GRIDLESS_FIX = ("comes after an adaptive pool, so it has no per-pixel alignment; resize it with "

@@ -12,6 +12,7 @@ from __future__ import annotations
 import operator
 from typing import Literal
 
+import numpy as np
 import torch
 from pydantic import Field, model_validator
 from torch import nn
@@ -113,6 +114,8 @@ class Unpool(Op):
         return refs["size_of"]
 
     def length(self, ins, refs, offsets):
+        if isinstance(ins[0], np.ndarray):  # every side at once (valid_sizes): 0 where it does not run
+            return np.where(ins[0] == refs["indices_of"], refs["size_of"], 0)
         if ins[0] != refs["indices_of"]:
             raise OpError(f"input is {ins[0]} px but pool '{self.indices_of}' gave {refs['indices_of']} px",
                           "in")
