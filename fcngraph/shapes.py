@@ -8,10 +8,9 @@ reports which keep every node non-empty and every floor-rounded stride exact.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 
@@ -46,6 +45,9 @@ class Analysis:
     graph: SpecGraph
     nodes: dict[str, NodeInfo]  # 'input' first, then execution order
     size: tuple[int, int] | None
+    # each node's op bound to its input channels (Op.bind): its rules with what they share worked
+    # out once, for the scans that follow (valid_sizes, memory) as for the analysis itself
+    rules: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def output(self) -> NodeInfo:
@@ -70,49 +72,50 @@ def check_allocatable(params: int) -> None:
                       f"more than one node can allocate (limit {MAX_NODE_PARAMS:.3g})")
 
 
-@contextmanager
-def node_errors(spec: Spec, node: str) -> Iterator[None]:
-    """Turn an op's OpError into a SpecError naming the node and field."""
-    try:
-        yield
-    except OpError as exc:
-        raise spec.error(node, str(exc), exc.field) from None
-
-
-def _sizes(op: Op, ins: list[NodeInfo], refs: dict[str, NodeInfo], offsets: list[int],
+def _sizes(rules: Any, ins: list[NodeInfo], refs: dict[str, NodeInfo], offsets: list[int],
            axis: int) -> int:
-    return op.length([i.size[axis] for i in ins], {f: r.size[axis] for f, r in refs.items()},
-                     offsets)
+    return rules.length([i.size[axis] for i in ins], {f: r.size[axis] for f, r in refs.items()},
+                        offsets)
 
 
 def analyze(spec: Spec, size: tuple[int, int] | None = None,
             graph: SpecGraph | None = None) -> Analysis:
     """Infer every node's numbers; with `size` (H, W) also sizes and FLOPs."""
     graph = graph or build_graph(spec)
-    channels = spec.input.channels
-    nodes = {INPUT: NodeInfo(INPUT, None, channels, Coord.identity(), (), 0, size)}
+    nodes = {INPUT: NodeInfo(INPUT, None, spec.input.channels, Coord.identity(), (), 0, size)}
+    rules: dict[str, Any] = {}
     for node in graph.order:
-        op = spec.nodes[node]
-        ins = [nodes[i] for i in op.inputs]
-        with node_errors(spec, node):
-            refs = {field: nodes[ref] for field, ref in op.resolve_refs(spec.nodes).items()}
-            in_ch = [i.channels for i in ins]
-            out_ch = op.channels(in_ch, spec.num_classes)
-            coords = [i.coord for i in ins]
-            ref_coords = {f: r.coord for f, r in refs.items()}
-            offsets = op.offsets(coords, ref_coords)
-            coord, params = op.coord(coords, ref_coords), op.params(in_ch, out_ch)
-            check_allocatable(params)
-            hw, flops = None, 0
-            if size is not None:
-                hw = (_sizes(op, ins, refs, offsets, 0), _sizes(op, ins, refs, offsets, 1))
-                if min(hw) < 1:
-                    raise OpError(f"output would be {hw[0]}x{hw[1]} for a {size[0]}x{size[1]} input")
-                flops = op.flops(in_ch, out_ch, [i.size for i in ins], hw)
-        nodes[node] = NodeInfo(node, op, out_ch, coord, tuple(offsets), params,
-                               hw, flops, tuple(op.residual(coords, ref_coords)))
+        try:  # an op's OpError becomes a SpecError naming the node and field
+            nodes[node], rules[node] = _node(spec, spec.nodes[node], node, nodes, size)
+        except OpError as exc:
+            raise spec.error(node, str(exc), exc.field) from None
     _check_aux(spec, nodes)
-    return Analysis(spec, graph, nodes, size)
+    return Analysis(spec, graph, nodes, size, rules)
+
+
+def _node(spec: Spec, op: Op, node: str, nodes: dict[str, NodeInfo],
+          size: tuple[int, int] | None) -> tuple[NodeInfo, Any]:
+    """One node's numbers from its inputs' (already in `nodes`), and its bound rules."""
+    ins = [nodes[i] for i in op.inputs]
+    refs = {name: nodes[ref] for name, ref in op.resolve_refs(spec.nodes).items()}
+    in_ch = [i.channels for i in ins]
+    rules = op.bind(in_ch)  # a conv's layers, built once for all the rules below
+    out_ch = rules.channels(in_ch, spec.num_classes)
+    coords = [i.coord for i in ins]
+    ref_coords = {f: r.coord for f, r in refs.items()}
+    offsets = op.offsets(coords, ref_coords)
+    coord, params = rules.coord(coords, ref_coords), rules.params(in_ch, out_ch)
+    check_allocatable(params)
+    hw, flops = None, 0
+    if size is not None:
+        height = _sizes(rules, ins, refs, offsets, 0)  # a square input keeps every node square
+        hw = (height, height if size[0] == size[1] else _sizes(rules, ins, refs, offsets, 1))
+        if min(hw) < 1:
+            raise OpError(f"output would be {hw[0]}x{hw[1]} for a {size[0]}x{size[1]} input")
+        flops = rules.flops(in_ch, out_ch, [i.size for i in ins], hw)
+    info = NodeInfo(node, op, out_ch, coord, tuple(offsets), params, hw, flops,
+                    tuple(op.residual(coords, ref_coords)))
+    return info, rules
 
 
 def _check_aux(spec: Spec, nodes: dict[str, NodeInfo]) -> None:
@@ -140,16 +143,16 @@ def output_length(analysis: Analysis, n: int) -> tuple[int, bool] | None:
     crop would not fit. `exact` is False when a floor-rounded stride drops input pixels."""
     lengths, exact = {INPUT: n}, True
     for node in analysis.graph.order:
-        op, info = analysis.spec.nodes[node], analysis.nodes[node]
+        op, info, rules = analysis.spec.nodes[node], analysis.nodes[node], analysis.rules[node]
         ins = [lengths[i] for i in op.inputs]
         try:
             refs = op.resolve_refs(analysis.spec.nodes)
-            out = op.length(ins, {f: lengths[r] for f, r in refs.items()}, list(info.offsets))
+            out = rules.length(ins, {f: lengths[r] for f, r in refs.items()}, list(info.offsets))
         except OpError:
             return None
         if out < 1:
             return None
-        exact = exact and op.exact(ins)
+        exact = exact and rules.exact(ins)
         lengths[node] = out
     return lengths[analysis.spec.output], exact
 
@@ -225,7 +228,7 @@ def valid_sizes(analysis: Analysis, limit: int = 1024) -> SizeRule:
             uses[read] -= 1
             if uses[read] == 0:
                 del lengths[read]
-        out, ok, node_exact = _vector_length(op, ins, ref_lengths, offsets, limit)
+        out, ok, node_exact = _vector_length(analysis.rules[node], ins, ref_lengths, offsets, limit)
         if ok is not None or out.min() < 1:
             runs &= (out >= 1) if ok is None else ok & (out >= 1)
             out = np.where(runs, out, 1)  # (limit,) keep failed sides harmless downstream
@@ -237,7 +240,7 @@ def valid_sizes(analysis: Analysis, limit: int = 1024) -> SizeRule:
     return SizeRule(outputs, [int(n) for n in sides[runs & exact]])
 
 
-def _vector_length(op: Op, ins: list[np.ndarray], refs: dict[str, np.ndarray], offsets: list[int],
+def _vector_length(op: Any, ins: list[np.ndarray], refs: dict[str, np.ndarray], offsets: list[int],
                    limit: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | bool]:
     """(length, runs or None for everywhere, exact) of one node for every side (exact may be
     the scalar True); the scalar rule side by side where the

@@ -114,6 +114,12 @@ class Op(BaseModel):
         return {}
 
     # -- static rules ----------------------------------------------------------------------
+    def bind(self, ins: list[int]) -> Any:
+        """This node's rules below (channels .. flops) for inputs of `ins` channels, with what they
+        all derive from the fields worked out once (a conv's layers); the op itself for most ops.
+        May raise the OpError that `channels` would."""
+        return self
+
     def channels(self, ins: list[int], num_classes: int) -> int:
         return ins[0]
 
