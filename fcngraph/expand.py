@@ -101,14 +101,15 @@ def _patch_nodes(nodes: dict[str, Any], patch: Any, file: str | None, origins: d
     if not isinstance(patch, dict):
         raise SpecError("'nodes' must be an object keyed by node id", file=file, path="$.nodes")
     for node, body in patch.items():
-        where = {"file": file, "path": f"$.nodes.{node}", "node": node}
         if body is None:
             if node not in nodes:
-                raise SpecError(f"removes node '{node}', which the base does not have", **where)
+                raise SpecError(f"removes node '{node}', which the base does not have", file=file,
+                                path=f"$.nodes.{node}", node=node)
             del nodes[node]
         elif isinstance(body, dict) and "op" not in body and "block" not in body:
             if node not in nodes:
-                raise SpecError(f"patches node '{node}' (no 'op'), which the base does not have", **where)
+                raise SpecError(f"patches node '{node}' (no 'op'), which the base does not have", file=file,
+                                path=f"$.nodes.{node}", node=node)
             nodes[node] = merge_patch(nodes[node], body)
         else:
             nodes[node] = body
@@ -341,7 +342,8 @@ def expand_blocks(data: dict[str, Any], origins: dict[str, str], block_origins: 
             expander.nodes[node_id] = node
             if node_id in origins:
                 expander.origins[node_id] = origins[node_id]
-    expander.rewire()
+    if expander.outputs:  # references to block instances lead to their output nodes; none without blocks
+        expander.rewire()
     if isinstance(data.get("output"), str):
         data["output"] = expander.output_of(data["output"])
     data["nodes"] = expander.nodes

@@ -229,7 +229,8 @@ def valid_sizes(analysis: Analysis, limit: int = 1024) -> SizeRule:
             if uses[read] == 0:
                 del lengths[read]
         out, ok, node_exact = _vector_length(analysis.rules[node], ins, ref_lengths, offsets, limit)
-        if ok is not None or out.min() < 1:
+        passed_on = any(out is i for i in ins) or any(out is r for r in ref_lengths.values())
+        if ok is not None or (not passed_on and out.min() < 1):  # a kept length is ≥ 1 everywhere
             runs &= (out >= 1) if ok is None else ok & (out >= 1)
             out = np.where(runs, out, 1)  # (limit,) keep failed sides harmless downstream
         if node_exact is not True:

@@ -18,6 +18,9 @@ from .base import Coord, NonNegInt, Op, PosInt, per_layer, window_length
 Init = Literal["default", "kaiming", "zeros", "normal"]
 
 
+Window = tuple[int, int, int, int]  # kernel, stride, pad, dilation
+
+
 class Layer(NamedTuple):
     cin: int
     cout: int
@@ -66,7 +69,7 @@ class Conv(Op):
     kind = "conv"
     fill = "#9ecae1"
 
-    def windows(self) -> list[tuple[int, int, int, int]]:
+    def windows(self) -> list[Window]:
         """(kernel, stride, pad, dilation) per layer; channels play no part in geometry."""
         n = len(self.out) if isinstance(self.out, list) else 1
         shared = (self.kernel, self.stride, self.pad, self.dilation)
@@ -86,12 +89,13 @@ class Conv(Op):
     def outs(self) -> list[int]:
         return self.out if isinstance(self.out, list) else [self.out]
 
-    def layers(self, cin: int) -> list[Layer]:
-        """Every layer with its channels, checked against groups."""
-        layers, n, groups = [], len(self.outs), self.groups
-        for cout, (k, s, p, d), norm, act in zip(self.outs, self.windows(), per_layer(self.norm, n, "norm"),
-                                                  per_layer(self.act, n, "act")):
-            for c in (cin, cout):
+    def layers(self, cin: int, windows: list[Window] | None = None) -> list[Layer]:
+        """Every layer with its channels, checked against groups (`windows`: those of `windows()`)."""
+        outs, groups, layers = self.outs, self.groups, []
+        windows = self.windows() if windows is None else windows
+        for cout, (k, s, p, d), norm, act in zip(outs, windows, per_layer(self.norm, len(outs), "norm"),
+                                                  per_layer(self.act, len(outs), "act")):
+            for c in (cin, cout) if groups > 1 else ():  # any count divides into one group
                 if c % groups:
                     raise OpError(f"{c} channels do not divide into {groups} groups", "groups")
             check_norm(norm, cout, self.norm_groups)
@@ -100,7 +104,8 @@ class Conv(Op):
         return layers
 
     def bind(self, ins: list[int]) -> Stack:
-        return Stack(self, self.layers(ins[0]))
+        windows = self.windows()
+        return Stack(self, self.layers(ins[0], windows), windows)
 
     # the rules: those that need channels read the layers (built per call here; once per node where
     # the analysis binds the node), the geometry only the windows
@@ -137,9 +142,6 @@ class Conv(Op):
         return f"conv {k}x{k} ×{len(outs)}" if len(outs) > 1 else f"conv {k}x{k}"
 
 
-Window = tuple[int, int, int, int]  # kernel, stride, pad, dilation
-
-
 def stack_coord(c: Coord, windows: list[Window]) -> Coord:
     for k, s, p, d in windows:
         c = c.window(k, s, p, d)
@@ -169,9 +171,8 @@ class Stack:
 
     __slots__ = ("op", "layers", "windows")
 
-    def __init__(self, op: Conv, layers: list[Layer]) -> None:
-        self.op, self.layers = op, layers
-        self.windows: list[Window] = [(layer.kernel, layer.stride, layer.pad, layer.dilation) for layer in layers]
+    def __init__(self, op: Conv, layers: list[Layer], windows: list[Window]) -> None:
+        self.op, self.layers, self.windows = op, layers, windows
 
     def channels(self, ins, num_classes):
         return self.layers[-1].cout
@@ -193,11 +194,10 @@ class Stack:
         return total
 
     def flops(self, ins, out, in_hw, out_hw):
-        (h, w), total = in_hw[0], 0
-        for layer in self.layers:
-            h, w = (window_length(n, layer.kernel, layer.stride, layer.pad, layer.dilation)
-                    for n in (h, w))
-            total += 2 * layer.cin // self.op.groups * layer.kernel ** 2 * layer.cout * h * w
+        (h, w), total, groups = in_hw[0], 0, self.op.groups
+        for cin, cout, k, s, p, d, _, _ in self.layers:
+            h, w = window_length(h, k, s, p, d), window_length(w, k, s, p, d)
+            total += 2 * cin // groups * k ** 2 * cout * h * w
         return total
 
 

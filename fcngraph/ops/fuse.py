@@ -44,7 +44,7 @@ def check_fits(length: int, offset: int, target: int, what: str) -> Any:
 
 def where_fits(fits: Any, length: Any) -> Any:
     """`length`, or on vectors 0 (the node does not run) on the sides where an input did not fit."""
-    return length if fits is True else np.where(fits, length, 0)
+    return length if fits is True or fits.all() else np.where(fits, length, 0)
 
 
 class Fuse(Op):
@@ -116,6 +116,8 @@ class Fuse(Op):
     def length(self, ins, refs, offsets):
         target, fits = ins[self._ref_of(offsets)], True
         for name, n, off in zip(self.inputs, ins, offsets):
+            if off == 0 and n is target:  # the align input, or one of the very same lengths: fits
+                continue
             if off != BROADCAST:
                 fits = fits & check_fits(n, off, target, f"input '{name}'")
             elif isinstance(n, np.ndarray):  # every side at once (valid_sizes)

@@ -55,7 +55,9 @@ class Pool(Op):
         return window_length(ins[0], self.kernel, self.step, self.pad, ceil=self.ceil)
 
     def exact(self, ins):
-        return self.ceil or (ins[0] + 2 * self.pad - self.kernel) % self.step == 0
+        if self.ceil or self.step == 1:  # nothing dropped (no vector arithmetic for valid_sizes)
+            return True
+        return (ins[0] + 2 * self.pad - self.kernel) % self.step == 0
 
     def flops(self, ins, out, in_hw, out_hw):
         return self.kernel ** 2 * out * out_hw[0] * out_hw[1]
