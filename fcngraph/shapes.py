@@ -7,7 +7,6 @@ reports which keep every node non-empty and every floor-rounded stride exact.
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -217,19 +216,15 @@ def valid_sizes(analysis: Analysis, limit: int = 1024) -> SizeRule:
         refs_of = {node: nodes[node].resolve_refs(nodes) for node in analysis.graph.order}
     except OpError:
         return SizeRule({}, [])
-    reads = {node: [*nodes[node].inputs, *refs_of[node].values()] for node in analysis.graph.order}
-    uses = Counter(read for node_reads in reads.values() for read in node_reads)
-    uses[analysis.spec.output] += 1  # kept to the end
+    freed = _freed_after(analysis, refs_of)
     for node in analysis.graph.order:
         op, offsets = nodes[node], list(analysis.nodes[node].offsets)
         ins = [lengths[i] for i in op.inputs]
         ref_lengths = {f: lengths[r] for f, r in refs_of[node].items()}
-        for read in reads[node]:  # free what no later node reads: 100,000 nodes x 1024 sides is 800 MB
-            uses[read] -= 1
-            if uses[read] == 0:
-                del lengths[read]
+        for read in freed.get(node, ()):
+            del lengths[read]
         out, ok, node_exact = _vector_length(analysis.rules[node], ins, ref_lengths, offsets, limit)
-        passed_on = any(out is i for i in ins) or any(out is r for r in ref_lengths.values())
+        passed_on = out is ins[0] or any(out is i for i in ins) or any(out is r for r in ref_lengths.values())
         if ok is not None or (not passed_on and out.min() < 1):  # a kept length is ≥ 1 everywhere
             runs &= (out >= 1) if ok is None else ok & (out >= 1)
             out = np.where(runs, out, 1)  # (limit,) keep failed sides harmless downstream
@@ -239,6 +234,20 @@ def valid_sizes(analysis: Analysis, limit: int = 1024) -> SizeRule:
     output = lengths[analysis.spec.output]
     outputs = {int(n): int(o) for n, o in zip(sides[runs], output[runs])}
     return SizeRule(outputs, [int(n) for n in sides[runs & exact]])
+
+
+def _freed_after(analysis: Analysis, refs_of: dict[str, dict[str, str]]) -> dict[str, list[str]]:
+    """node → the lengths no node after it reads, dropped once it has read them: kept, a 100,000-node
+    spec's lengths for 1,024 sides would take 800 MB. The output's are kept to the end."""
+    last: dict[str, str] = {}
+    for node in analysis.graph.order:
+        for read in (*analysis.spec.nodes[node].inputs, *refs_of[node].values()):
+            last[read] = node
+    last.pop(analysis.spec.output, None)
+    freed: dict[str, list[str]] = {}
+    for read, node in last.items():
+        freed.setdefault(node, []).append(read)
+    return freed
 
 
 def _vector_length(op: Any, ins: list[np.ndarray], refs: dict[str, np.ndarray], offsets: list[int],

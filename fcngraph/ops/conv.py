@@ -72,9 +72,9 @@ class Conv(Op):
     def windows(self) -> list[Window]:
         """(kernel, stride, pad, dilation) per layer; channels play no part in geometry."""
         n = len(self.out) if isinstance(self.out, list) else 1
-        shared = (self.kernel, self.stride, self.pad, self.dilation)
-        if all(isinstance(v, int) for v in shared):  # one window for every layer, no 'same' to check
-            return [shared] * n
+        if (isinstance(self.kernel, int) and isinstance(self.stride, int) and isinstance(self.pad, int)
+                and isinstance(self.dilation, int)):  # one window for every layer, no 'same' to check
+            return [(self.kernel, self.stride, self.pad, self.dilation)] * n
         windows = []
         for k, s, p, d in zip(per_layer(self.kernel, n, "kernel"), per_layer(self.stride, n, "stride"),
                               per_layer(self.pad, n, "pad"), per_layer(self.dilation, n, "dilation")):
