@@ -84,6 +84,8 @@ def crop_offset(source: Coord, target: Coord, what: str, field: str = "in", fix:
     for name, c in zip(names, (source, target)):
         if c.gridless:
             raise OpError(f"cannot align {what}: '{name}' " + GRIDLESS_FIX.format(target=names[1]), field)
+    if source.scale is target.scale and source.shift is target.shift:
+        return 0  # one map passed on by 'same' windows and fusions: no Fraction arithmetic to do
     if source.scale != target.scale:
         raise OpError(f"cannot align {what}: stride {source.scale} vs {target.scale}", field)
     offset = (target.shift - source.shift) / source.scale
