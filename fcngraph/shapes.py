@@ -73,7 +73,7 @@ def check_allocatable(params: int) -> None:
 
 def _sizes(rules: Any, ins: list[NodeInfo], refs: dict[str, NodeInfo], offsets: list[int],
            axis: int) -> int:
-    return rules.length([i.size[axis] for i in ins], {f: r.size[axis] for f, r in refs.items()},
+    return rules.length([i.size[axis] for i in ins], {f: r.size[axis] for f, r in refs.items()} if refs else {},
                         offsets)
 
 
@@ -96,12 +96,13 @@ def _node(spec: Spec, op: Op, node: str, nodes: dict[str, NodeInfo],
           size: tuple[int, int] | None) -> tuple[NodeInfo, Any]:
     """One node's numbers from its inputs' (already in `nodes`), and its bound rules."""
     ins = [nodes[i] for i in op.inputs]
-    refs = {name: nodes[ref] for name, ref in op.resolve_refs(spec.nodes).items()}
+    named = op.resolve_refs(spec.nodes)  # most nodes read no other node's size: {} at no cost then
+    refs = {name: nodes[ref] for name, ref in named.items()} if named else {}
     in_ch = [i.channels for i in ins]
     rules = op.bind(in_ch)  # a conv's layers, built once for all the rules below
     out_ch = rules.channels(in_ch, spec.num_classes)
     coords = [i.coord for i in ins]
-    ref_coords = {f: r.coord for f, r in refs.items()}
+    ref_coords = {f: r.coord for f, r in refs.items()} if refs else {}
     offsets = op.offsets(coords, ref_coords)
     coord, params = rules.coord(coords, ref_coords), rules.params(in_ch, out_ch)
     check_allocatable(params)
@@ -257,10 +258,14 @@ def _vector_length(op: Any, ins: list[np.ndarray], refs: dict[str, np.ndarray], 
     vector call fails (a branch on a length raises on an array) or its result is not integral."""
     try:
         out, exact = op.length(ins, refs, offsets), op.exact(ins)
+        if exact is not True:
+            exact = np.asarray(exact)
+        if out is ins[0]:  # passed on ('same' windows, fusions): checked already
+            return out, None, exact
         if not isinstance(out, np.ndarray) or out.shape != (limit,):  # a constant (adaptive pool)
             out = np.full(limit, out)
         if out.dtype.kind in "iu":  # ok None: runs wherever its inputs run
-            return out.astype(np.int64, copy=False), None, exact if exact is True else np.asarray(exact)
+            return out.astype(np.int64, copy=False), None, exact
     except Exception:  # noqa: BLE001 - any failure of the vector call means "not vector-safe"
         pass
     return _side_by_side(op, ins, refs, offsets, limit)
