@@ -48,9 +48,9 @@ def node_bytes(analysis: Analysis, node: str, batch: int = 1) -> int:
     if op.name == "conv":  # every layer at its own size and width (the layers the analysis built)
         (h, w), total = analysis.nodes[op.inputs[0]].size, 0
         for layer in analysis.rules[node].layers:
-            h = window_length(h, layer.kernel, layer.stride, layer.pad, layer.dilation)
-            w = window_length(w, layer.kernel, layer.stride, layer.pad, layer.dilation)
-            total += layer.cout * h * w * _tensors_per_layer(layer)
+            _, cout, k, s, p, d, _, _ = layer
+            h, w = window_length(h, k, s, p, d), window_length(w, k, s, p, d)
+            total += cout * h * w * _tensors_per_layer(layer)
         return int(batch * total * FLOAT)
     return int(batch * info.channels * info.size[0] * info.size[1] * _tensors_per_output(op) * FLOAT)
 

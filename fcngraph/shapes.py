@@ -213,18 +213,18 @@ def valid_sizes(analysis: Analysis, limit: int = 1024) -> SizeRule:
     sides = np.arange(1, limit + 1, dtype=np.int64)  # (limit,)
     lengths, runs, exact = {INPUT: sides}, np.ones(limit, dtype=bool), np.ones(limit, dtype=bool)
     nodes = analysis.spec.nodes
-    try:
-        refs_of = {node: nodes[node].resolve_refs(nodes) for node in analysis.graph.order}
+    try:  # what each node reads: its inputs, and the nodes whose sizes it takes
+        reads = {node: (nodes[node].inputs, nodes[node].resolve_refs(nodes)) for node in analysis.graph.order}
     except OpError:
         return SizeRule({}, [])
-    freed = _freed_after(analysis, refs_of)
-    for node in analysis.graph.order:
-        op, offsets = nodes[node], list(analysis.nodes[node].offsets)
-        ins = [lengths[i] for i in op.inputs]
-        ref_lengths = {f: lengths[r] for f, r in refs_of[node].items()}
+    freed = _freed_after(reads, analysis.spec.output)
+    for node, (inputs, refs) in reads.items():
+        ins = [lengths[i] for i in inputs]
+        ref_lengths = {f: lengths[r] for f, r in refs.items()} if refs else {}
         for read in freed.get(node, ()):
             del lengths[read]
-        out, ok, node_exact = _vector_length(analysis.rules[node], ins, ref_lengths, offsets, limit)
+        out, ok, node_exact = _vector_length(analysis.rules[node], ins, ref_lengths,
+                                             list(analysis.nodes[node].offsets), limit)
         passed_on = out is ins[0] or any(out is i for i in ins) or any(out is r for r in ref_lengths.values())
         if ok is not None or (not passed_on and out.min() < 1):  # a kept length is ≥ 1 everywhere
             runs &= (out >= 1) if ok is None else ok & (out >= 1)
@@ -237,14 +237,14 @@ def valid_sizes(analysis: Analysis, limit: int = 1024) -> SizeRule:
     return SizeRule(outputs, [int(n) for n in sides[runs & exact]])
 
 
-def _freed_after(analysis: Analysis, refs_of: dict[str, dict[str, str]]) -> dict[str, list[str]]:
+def _freed_after(reads: dict[str, tuple[list[str], dict[str, str]]], output: str) -> dict[str, list[str]]:
     """node → the lengths no node after it reads, dropped once it has read them: kept, a 100,000-node
     spec's lengths for 1,024 sides would take 800 MB. The output's are kept to the end."""
     last: dict[str, str] = {}
-    for node in analysis.graph.order:
-        for read in (*analysis.spec.nodes[node].inputs, *refs_of[node].values()):
+    for node, (inputs, refs) in reads.items():
+        for read in (*inputs, *refs.values()):
             last[read] = node
-    last.pop(analysis.spec.output, None)
+    last.pop(output, None)
     freed: dict[str, list[str]] = {}
     for read, node in last.items():
         freed.setdefault(node, []).append(read)
