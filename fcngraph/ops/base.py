@@ -44,7 +44,9 @@ class Coord:
         """The map after a sliding window (conv or pool) over this node."""
         extent = dilation * (kernel - 1)
         if stride == 1 and extent == 2 * pad:  # a 'same' window: only the field grows (fast path)
-            return Coord(self.scale, self.shift, _plus(self.rf, extent, self.scale), self.gridless) if extent else self
+            if not extent:  # 1x1: the same map
+                return self
+            return Coord(self.scale, self.shift, _plus(self.rf, extent, self.scale), self.gridless)
         return Coord(self.scale * stride, self.shift + self.scale * (Fraction(extent, 2) - pad),
                      _plus(self.rf, extent, self.scale), self.gridless)
 
