@@ -8,11 +8,13 @@ a traceback, with a request to report it.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import (
@@ -96,13 +98,28 @@ class Parser(argparse.ArgumentParser):
 
 
 # -- spec commands ----------------------------------------------------------------------------
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside. Validating makes millions of objects and no cycles worth
+    collecting, yet each full collection walks every object alive: a third of the CPU time of
+    validating a 100,000-node spec. Re-enabled after (tests call `main` in-process)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from .spec import load_spec
 
     failed = 0
     for path in args.specs:
         try:
-            line, warnings = validate_one(load_spec(path), args.scan)
+            with collector_paused():
+                line, warnings = validate_one(load_spec(path), args.scan)
         except FcngraphError as exc:
             print(f"fcngraph: error: {exc}", file=sys.stderr)
             failed += 1

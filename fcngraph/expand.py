@@ -101,14 +101,15 @@ def _patch_nodes(nodes: dict[str, Any], patch: Any, file: str | None, origins: d
     if not isinstance(patch, dict):
         raise SpecError("'nodes' must be an object keyed by node id", file=file, path="$.nodes")
     for node, body in patch.items():
-        where = {"file": file, "path": f"$.nodes.{node}", "node": node}
         if body is None:
             if node not in nodes:
-                raise SpecError(f"removes node '{node}', which the base does not have", **where)
+                raise SpecError(f"removes node '{node}', which the base does not have", file=file,
+                                path=f"$.nodes.{node}", node=node)
             del nodes[node]
         elif isinstance(body, dict) and "op" not in body and "block" not in body:
             if node not in nodes:
-                raise SpecError(f"patches node '{node}' (no 'op'), which the base does not have", **where)
+                raise SpecError(f"patches node '{node}' (no 'op'), which the base does not have", file=file,
+                                path=f"$.nodes.{node}", node=node)
             nodes[node] = merge_patch(nodes[node], body)
         else:
             nodes[node] = body
@@ -139,6 +140,17 @@ def resolve_extends(data: dict[str, Any], file: Path | None, read) -> tuple[dict
 
 
 # -- blocks -----------------------------------------------------------------------------------------
+def substitute(value: Any, params: dict[str, Any]) -> Any:
+    """A copy of `value` with every "$param" string replaced by the parameter's value (any JSON type)."""
+    if isinstance(value, dict):
+        return {k: substitute(v, params) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute(v, params) for v in value]
+    if isinstance(value, str) and value.startswith("$") and value[1:] in params:
+        return params[value[1:]]
+    return value
+
+
 def _mentions_node_id(annotation: Any) -> bool:
     return annotation == NodeId or any(_mentions_node_id(arg) for arg in get_args(annotation))
 
@@ -244,13 +256,14 @@ class _Expander:
                              dpath, block=name)
         alias: dict[str, str] = {}  # local id of a node dropped by `if` → what stands in for it
 
-        def ref(value: Any, where: str, local: str) -> str:
+        def ref(value: Any, local: str, key: str, index: int | None = None) -> str:
             if isinstance(value, str) and value.startswith("$") and value[1:] in inputs:
                 return inputs[value[1:]]
             if isinstance(value, str) and value in alias:
                 return alias[value]
             if isinstance(value, str) and value in body:
                 return f"{prefix}.{value}"
+            where = f"{dpath}.nodes.{local}.{key}" + (f"[{index}]" if index is not None else "")
             raise self.error(f"block '{name}' (instance '{prefix}'): node '{local}' refers to "
                              f"{json.dumps(value)}, which is neither a node of the block nor one of its "
                              f"inputs {['$' + i for i in inputs]}", where, f"{prefix}.{local}", name)
@@ -262,13 +275,13 @@ class _Expander:
             for key, value in node.items():  # a field set by a parameter: errors point where it was set
                 if isinstance(value, str) and value[1:] in params and value.startswith("$"):
                     self.paths[f"{prefix}.{local}#{key}"] = sources[value[1:]]
-            node = self.substitute(node, params, name, prefix, where)
-            for key in _ref_fields(node.get("op")) & set(node):
+            node = substitute(node, params)
+            for key in _ref_fields(node.get("op")) & node.keys():
                 value = node[key]
                 if isinstance(value, list):
-                    node[key] = [ref(v, f"{where}.{key}[{j}]", local) for j, v in enumerate(value)]
+                    node[key] = [ref(v, local, key, j) for j, v in enumerate(value)]
                 else:
-                    node[key] = ref(value, f"{where}.{key}", local)
+                    node[key] = ref(value, local, key)
             condition = node.pop("if", True)
             if type(condition) is not bool:
                 raise self.error(f"block '{name}' (instance '{prefix}'): 'if' must be true or false, got "
@@ -292,16 +305,6 @@ class _Expander:
                              f"{dpath}.output", block=name)
         return f"{prefix}.{output}"
 
-    def substitute(self, value: Any, params: dict[str, Any], name: str, prefix: str, where: str) -> Any:
-        """Replace every "$param" string by the parameter's value (any JSON type)."""
-        if isinstance(value, dict):
-            return {k: self.substitute(v, params, name, prefix, f"{where}.{k}") for k, v in value.items()}
-        if isinstance(value, list):
-            return [self.substitute(v, params, name, prefix, f"{where}[{i}]") for i, v in enumerate(value)]
-        if isinstance(value, str) and value.startswith("$") and value[1:] in params:
-            return params[value[1:]]
-        return value
-
     def add(self, node_id: str, node: Any, path: str, file: str | None) -> None:
         if node_id in self.nodes:
             raise SpecError(f"expanded node id '{node_id}' is defined twice", file=file, path=path, node=node_id)
@@ -319,7 +322,7 @@ class _Expander:
         for node in self.nodes.values():
             if not isinstance(node, dict):
                 continue
-            for key in _ref_fields(node.get("op")) & set(node):
+            for key in _ref_fields(node.get("op")) & node.keys():
                 value = node[key]
                 node[key] = [self.output_of(v) if isinstance(v, str) else v for v in value] \
                     if isinstance(value, list) else self.output_of(value) if isinstance(value, str) else value
@@ -341,7 +344,8 @@ def expand_blocks(data: dict[str, Any], origins: dict[str, str], block_origins: 
             expander.nodes[node_id] = node
             if node_id in origins:
                 expander.origins[node_id] = origins[node_id]
-    expander.rewire()
+    if expander.outputs:  # references to block instances lead to their output nodes; none without blocks
+        expander.rewire()
     if isinstance(data.get("output"), str):
         data["output"] = expander.output_of(data["output"])
     data["nodes"] = expander.nodes

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from .ops.base import window_length
 from .shapes import Analysis
 
 FLOAT = 4  # bytes per float32 element
@@ -44,13 +45,12 @@ def node_bytes(analysis: Analysis, node: str, batch: int = 1) -> int:
     if info.op is None:  # the input batch itself (kept by the first conv)
         return batch * info.channels * info.size[0] * info.size[1] * FLOAT
     op = info.op
-    if op.name == "conv":  # every layer at its own size and width
-        from .ops.base import window_length
-
+    if op.name == "conv":  # every layer at its own size and width (the layers the analysis built)
         (h, w), total = analysis.nodes[op.inputs[0]].size, 0
-        for layer in op.layers(analysis.nodes[op.inputs[0]].channels):
-            h, w = (window_length(n, layer.kernel, layer.stride, layer.pad, layer.dilation) for n in (h, w))
-            total += layer.cout * h * w * _tensors_per_layer(layer)
+        for layer in analysis.rules[node].layers:
+            _, cout, k, s, p, d, _, _ = layer
+            h, w = window_length(h, k, s, p, d), window_length(w, k, s, p, d)
+            total += cout * h * w * _tensors_per_layer(layer)
         return int(batch * total * FLOAT)
     return int(batch * info.channels * info.size[0] * info.size[1] * _tensors_per_output(op) * FLOAT)
 

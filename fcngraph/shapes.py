@@ -7,11 +7,9 @@ reports which keep every node non-empty and every floor-rounded stride exact.
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 
@@ -46,6 +44,9 @@ class Analysis:
     graph: SpecGraph
     nodes: dict[str, NodeInfo]  # 'input' first, then execution order
     size: tuple[int, int] | None
+    # each node's op bound to its input channels (Op.bind): its rules with what they share worked
+    # out once, for the scans that follow (valid_sizes, memory) as for the analysis itself
+    rules: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def output(self) -> NodeInfo:
@@ -70,49 +71,51 @@ def check_allocatable(params: int) -> None:
                       f"more than one node can allocate (limit {MAX_NODE_PARAMS:.3g})")
 
 
-@contextmanager
-def node_errors(spec: Spec, node: str) -> Iterator[None]:
-    """Turn an op's OpError into a SpecError naming the node and field."""
-    try:
-        yield
-    except OpError as exc:
-        raise spec.error(node, str(exc), exc.field) from None
-
-
-def _sizes(op: Op, ins: list[NodeInfo], refs: dict[str, NodeInfo], offsets: list[int],
+def _sizes(rules: Any, ins: list[NodeInfo], refs: dict[str, NodeInfo], offsets: list[int],
            axis: int) -> int:
-    return op.length([i.size[axis] for i in ins], {f: r.size[axis] for f, r in refs.items()},
-                     offsets)
+    return rules.length([i.size[axis] for i in ins], {f: r.size[axis] for f, r in refs.items()} if refs else {},
+                        offsets)
 
 
 def analyze(spec: Spec, size: tuple[int, int] | None = None,
             graph: SpecGraph | None = None) -> Analysis:
     """Infer every node's numbers; with `size` (H, W) also sizes and FLOPs."""
     graph = graph or build_graph(spec)
-    channels = spec.input.channels
-    nodes = {INPUT: NodeInfo(INPUT, None, channels, Coord.identity(), (), 0, size)}
+    nodes = {INPUT: NodeInfo(INPUT, None, spec.input.channels, Coord.identity(), (), 0, size)}
+    rules: dict[str, Any] = {}
     for node in graph.order:
-        op = spec.nodes[node]
-        ins = [nodes[i] for i in op.inputs]
-        with node_errors(spec, node):
-            refs = {field: nodes[ref] for field, ref in op.resolve_refs(spec.nodes).items()}
-            in_ch = [i.channels for i in ins]
-            out_ch = op.channels(in_ch, spec.num_classes)
-            coords = [i.coord for i in ins]
-            ref_coords = {f: r.coord for f, r in refs.items()}
-            offsets = op.offsets(coords, ref_coords)
-            coord, params = op.coord(coords, ref_coords), op.params(in_ch, out_ch)
-            check_allocatable(params)
-            hw, flops = None, 0
-            if size is not None:
-                hw = (_sizes(op, ins, refs, offsets, 0), _sizes(op, ins, refs, offsets, 1))
-                if min(hw) < 1:
-                    raise OpError(f"output would be {hw[0]}x{hw[1]} for a {size[0]}x{size[1]} input")
-                flops = op.flops(in_ch, out_ch, [i.size for i in ins], hw)
-        nodes[node] = NodeInfo(node, op, out_ch, coord, tuple(offsets), params,
-                               hw, flops, tuple(op.residual(coords, ref_coords)))
+        try:  # an op's OpError becomes a SpecError naming the node and field
+            nodes[node], rules[node] = _node(spec, spec.nodes[node], node, nodes, size)
+        except OpError as exc:
+            raise spec.error(node, str(exc), exc.field) from None
     _check_aux(spec, nodes)
-    return Analysis(spec, graph, nodes, size)
+    return Analysis(spec, graph, nodes, size, rules)
+
+
+def _node(spec: Spec, op: Op, node: str, nodes: dict[str, NodeInfo],
+          size: tuple[int, int] | None) -> tuple[NodeInfo, Any]:
+    """One node's numbers from its inputs' (already in `nodes`), and its bound rules."""
+    ins = [nodes[i] for i in op.inputs]
+    named = op.resolve_refs(spec.nodes)  # most nodes read no other node's size: {} at no cost then
+    refs = {name: nodes[ref] for name, ref in named.items()} if named else {}
+    in_ch = [i.channels for i in ins]
+    rules = op.bind(in_ch)  # a conv's layers, built once for all the rules below
+    out_ch = rules.channels(in_ch, spec.num_classes)
+    coords = [i.coord for i in ins]
+    ref_coords = {f: r.coord for f, r in refs.items()} if refs else {}
+    offsets = op.offsets(coords, ref_coords)
+    coord, params = rules.coord(coords, ref_coords), rules.params(in_ch, out_ch)
+    check_allocatable(params)
+    hw, flops = None, 0
+    if size is not None:
+        height = _sizes(rules, ins, refs, offsets, 0)  # a square input keeps every node square
+        hw = (height, height if size[0] == size[1] else _sizes(rules, ins, refs, offsets, 1))
+        if min(hw) < 1:
+            raise OpError(f"output would be {hw[0]}x{hw[1]} for a {size[0]}x{size[1]} input")
+        flops = rules.flops(in_ch, out_ch, [i.size for i in ins], hw)
+    info = NodeInfo(node, op, out_ch, coord, tuple(offsets), params, hw, flops,
+                    tuple(op.residual(coords, ref_coords)))
+    return info, rules
 
 
 def _check_aux(spec: Spec, nodes: dict[str, NodeInfo]) -> None:
@@ -140,16 +143,16 @@ def output_length(analysis: Analysis, n: int) -> tuple[int, bool] | None:
     crop would not fit. `exact` is False when a floor-rounded stride drops input pixels."""
     lengths, exact = {INPUT: n}, True
     for node in analysis.graph.order:
-        op, info = analysis.spec.nodes[node], analysis.nodes[node]
+        op, info, rules = analysis.spec.nodes[node], analysis.nodes[node], analysis.rules[node]
         ins = [lengths[i] for i in op.inputs]
         try:
             refs = op.resolve_refs(analysis.spec.nodes)
-            out = op.length(ins, {f: lengths[r] for f, r in refs.items()}, list(info.offsets))
+            out = rules.length(ins, {f: lengths[r] for f, r in refs.items()}, list(info.offsets))
         except OpError:
             return None
         if out < 1:
             return None
-        exact = exact and op.exact(ins)
+        exact = exact and rules.exact(ins)
         lengths[node] = out
     return lengths[analysis.spec.output], exact
 
@@ -210,23 +213,20 @@ def valid_sizes(analysis: Analysis, limit: int = 1024) -> SizeRule:
     sides = np.arange(1, limit + 1, dtype=np.int64)  # (limit,)
     lengths, runs, exact = {INPUT: sides}, np.ones(limit, dtype=bool), np.ones(limit, dtype=bool)
     nodes = analysis.spec.nodes
-    try:
-        refs_of = {node: nodes[node].resolve_refs(nodes) for node in analysis.graph.order}
+    try:  # what each node reads: its inputs, and the nodes whose sizes it takes
+        reads = {node: (nodes[node].inputs, nodes[node].resolve_refs(nodes)) for node in analysis.graph.order}
     except OpError:
         return SizeRule({}, [])
-    reads = {node: [*nodes[node].inputs, *refs_of[node].values()] for node in analysis.graph.order}
-    uses = Counter(read for node_reads in reads.values() for read in node_reads)
-    uses[analysis.spec.output] += 1  # kept to the end
-    for node in analysis.graph.order:
-        op, offsets = nodes[node], list(analysis.nodes[node].offsets)
-        ins = [lengths[i] for i in op.inputs]
-        ref_lengths = {f: lengths[r] for f, r in refs_of[node].items()}
-        for read in reads[node]:  # free what no later node reads: 100,000 nodes x 1024 sides is 800 MB
-            uses[read] -= 1
-            if uses[read] == 0:
-                del lengths[read]
-        out, ok, node_exact = _vector_length(op, ins, ref_lengths, offsets, limit)
-        if ok is not None or out.min() < 1:
+    freed = _freed_after(reads, analysis.spec.output)
+    for node, (inputs, refs) in reads.items():
+        ins = [lengths[i] for i in inputs]
+        ref_lengths = {f: lengths[r] for f, r in refs.items()} if refs else {}
+        for read in freed.get(node, ()):
+            del lengths[read]
+        out, ok, node_exact = _vector_length(analysis.rules[node], ins, ref_lengths,
+                                             list(analysis.nodes[node].offsets), limit)
+        passed_on = out is ins[0] or any(out is i for i in ins) or any(out is r for r in ref_lengths.values())
+        if ok is not None or (not passed_on and out.min() < 1):  # a kept length is ≥ 1 everywhere
             runs &= (out >= 1) if ok is None else ok & (out >= 1)
             out = np.where(runs, out, 1)  # (limit,) keep failed sides harmless downstream
         if node_exact is not True:
@@ -237,19 +237,44 @@ def valid_sizes(analysis: Analysis, limit: int = 1024) -> SizeRule:
     return SizeRule(outputs, [int(n) for n in sides[runs & exact]])
 
 
-def _vector_length(op: Op, ins: list[np.ndarray], refs: dict[str, np.ndarray], offsets: list[int],
+def _freed_after(reads: dict[str, tuple[list[str], dict[str, str]]], output: str) -> dict[str, list[str]]:
+    """node → the lengths no node after it reads, dropped once it has read them: kept, a 100,000-node
+    spec's lengths for 1,024 sides would take 800 MB. The output's are kept to the end."""
+    last: dict[str, str] = {}
+    for node, (inputs, refs) in reads.items():
+        for read in (*inputs, *refs.values()):
+            last[read] = node
+    last.pop(output, None)
+    freed: dict[str, list[str]] = {}
+    for read, node in last.items():
+        freed.setdefault(node, []).append(read)
+    return freed
+
+
+def _vector_length(op: Any, ins: list[np.ndarray], refs: dict[str, np.ndarray], offsets: list[int],
                    limit: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | bool]:
     """(length, runs or None for everywhere, exact) of one node for every side (exact may be
     the scalar True); the scalar rule side by side where the
     vector call fails (a branch on a length raises on an array) or its result is not integral."""
     try:
         out, exact = op.length(ins, refs, offsets), op.exact(ins)
+        if exact is not True:
+            exact = np.asarray(exact)
+        if out is ins[0]:  # passed on ('same' windows, fusions): checked already
+            return out, None, exact
         if not isinstance(out, np.ndarray) or out.shape != (limit,):  # a constant (adaptive pool)
             out = np.full(limit, out)
         if out.dtype.kind in "iu":  # ok None: runs wherever its inputs run
-            return out.astype(np.int64, copy=False), None, exact if exact is True else np.asarray(exact)
+            return out.astype(np.int64, copy=False), None, exact
     except Exception:  # noqa: BLE001 - any failure of the vector call means "not vector-safe"
         pass
+    return _side_by_side(op, ins, refs, offsets, limit)
+
+
+def _side_by_side(op: Any, ins: list[np.ndarray], refs: dict[str, np.ndarray], offsets: list[int],
+                  limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The scalar rule once per side: a thousand times the vector call's cost, so every shipped
+    op's rule is vector-safe (tests/test_validate_scaling.py); kept for ops that are not."""
     out, ok, exact = np.ones(limit, dtype=np.int64), np.ones(limit, dtype=bool), np.ones(limit, dtype=bool)
     for j in range(limit):
         scalar_ins = [int(i[j]) for i in ins]

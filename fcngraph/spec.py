@@ -152,12 +152,15 @@ def json_schema() -> dict[str, Any]:
 
 # -- reading ----------------------------------------------------------------------------------
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    seen: dict[str, Any] = {}
-    for key, value in pairs:
+    result = dict(pairs)  # one C call; the key-by-key loop below runs only when a key repeats
+    if len(result) == len(pairs):
+        return result
+    seen: set[str] = set()
+    for key, _ in pairs:
         if key in seen:
             raise SpecError(f"duplicate key '{key}'", node=key)
-        seen[key] = value
-    return seen
+        seen.add(key)
+    return result
 
 
 def read_json(path: Path) -> dict[str, Any]:

@@ -44,9 +44,19 @@ class Coord:
         """The map after a sliding window (conv or pool) over this node."""
         extent = dilation * (kernel - 1)
         if stride == 1 and extent == 2 * pad:  # a 'same' window: only the field grows (fast path)
-            return Coord(self.scale, self.shift, self.rf + extent * self.scale, self.gridless)
+            if not extent:  # 1x1: the same map
+                return self
+            return Coord(self.scale, self.shift, _plus(self.rf, extent, self.scale), self.gridless)
         return Coord(self.scale * stride, self.shift + self.scale * (Fraction(extent, 2) - pad),
-                     self.rf + extent * self.scale, self.gridless)
+                     _plus(self.rf, extent, self.scale), self.gridless)
+
+
+def _plus(a: Fraction, n: int, scale: Fraction) -> Fraction:
+    """a + n * scale; integers without Fraction arithmetic, which costs a microsecond per
+    operation and would be most of a 100,000-conv chain's coordinate maps."""
+    if a.denominator == 1 and scale.denominator == 1:
+        return Fraction(a.numerator + n * scale.numerator)
+    return a + n * scale
 
 
 def window_length(n: int, kernel: int, stride: int, pad: int, dilation: int = 1,
@@ -55,14 +65,13 @@ def window_length(n: int, kernel: int, stride: int, pad: int, dilation: int = 1,
     and PyTorch's ceil_mode do (they differ only when kernel < stride without padding, where
     PyTorch, which runs the model, also drops a window that would start past the input)."""
     if stride == 1:  # no rounding; one operation, since n may be a numpy vector (valid_sizes)
-        return n + (2 * pad - dilation * (kernel - 1))
+        grow = 2 * pad - dilation * (kernel - 1)
+        return n + grow if grow else n  # a 'same' window: the vector itself, not a copy
     span = n + (2 * pad - dilation * (kernel - 1) - 1)
     if not ceil:
         return span // stride + 1
     out = -(-span // stride) + 1
-    if (out - 1) * stride >= n + pad:  # the last window must start inside the image
-        out -= 1
-    return out
+    return out - ((out - 1) * stride >= n + pad)  # the last window must start inside the image
 
 
 GRIDLESS_FIX = ("comes after an adaptive pool, so it has no per-pixel alignment; resize it with "
@@ -77,6 +86,8 @@ def crop_offset(source: Coord, target: Coord, what: str, field: str = "in", fix:
     for name, c in zip(names, (source, target)):
         if c.gridless:
             raise OpError(f"cannot align {what}: '{name}' " + GRIDLESS_FIX.format(target=names[1]), field)
+    if source.scale is target.scale and source.shift is target.shift:
+        return 0  # one map passed on by 'same' windows and fusions: no Fraction arithmetic to do
     if source.scale != target.scale:
         raise OpError(f"cannot align {what}: stride {source.scale} vs {target.scale}", field)
     offset = (target.shift - source.shift) / source.scale
@@ -116,6 +127,12 @@ class Op(BaseModel):
         return {}
 
     # -- static rules ----------------------------------------------------------------------
+    def bind(self, ins: list[int]) -> Any:
+        """This node's rules below (channels .. flops) for inputs of `ins` channels, with what they
+        all derive from the fields worked out once (a conv's layers); the op itself for most ops.
+        May raise the OpError that `channels` would."""
+        return self
+
     def channels(self, ins: list[int], num_classes: int) -> int:
         return ins[0]
 

@@ -6,16 +6,19 @@ weights read `conv1.0.weight`, `conv1.2.weight`, ... as in torchvision's VGG fea
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import Field
 from torch import nn
 
 from ..errors import OpError
 from .act import ActName, NormName, check_norm, norm_params, post
-from .base import NonNegInt, Op, PosInt, per_layer, window_length
+from .base import Coord, NonNegInt, Op, PosInt, per_layer, window_length
 
 Init = Literal["default", "kaiming", "zeros", "normal"]
+
+
+Window = tuple[int, int, int, int]  # kernel, stride, pad, dilation
 
 
 class Layer(NamedTuple):
@@ -66,12 +69,12 @@ class Conv(Op):
     kind = "conv"
     fill = "#9ecae1"
 
-    def windows(self) -> list[tuple[int, int, int, int]]:
+    def windows(self) -> list[Window]:
         """(kernel, stride, pad, dilation) per layer; channels play no part in geometry."""
-        n = len(self.outs)
-        if not isinstance(self.pad, (list, str)) and not any(
-                isinstance(v, list) for v in (self.kernel, self.stride, self.dilation)):
-            return [(self.kernel, self.stride, self.pad, self.dilation)] * n  # one shared window
+        n = len(self.out) if isinstance(self.out, list) else 1
+        if (isinstance(self.kernel, int) and isinstance(self.stride, int) and isinstance(self.pad, int)
+                and isinstance(self.dilation, int)):  # one window for every layer, no 'same' to check
+            return [(self.kernel, self.stride, self.pad, self.dilation)] * n
         windows = []
         for k, s, p, d in zip(per_layer(self.kernel, n, "kernel"), per_layer(self.stride, n, "stride"),
                               per_layer(self.pad, n, "pad"), per_layer(self.dilation, n, "dilation")):
@@ -86,56 +89,43 @@ class Conv(Op):
     def outs(self) -> list[int]:
         return self.out if isinstance(self.out, list) else [self.out]
 
-    def layers(self, cin: int) -> list[Layer]:
-        """Every layer with its channels, checked against groups."""
-        layers, n = [], len(self.outs)
-        for cout, (k, s, p, d), norm, act in zip(self.outs, self.windows(), per_layer(self.norm, n, "norm"),
-                                                  per_layer(self.act, n, "act")):
-            for c in (cin, cout):
-                if c % self.groups:
-                    raise OpError(f"{c} channels do not divide into {self.groups} groups", "groups")
+    def layers(self, cin: int, windows: list[Window] | None = None) -> list[Layer]:
+        """Every layer with its channels, checked against groups (`windows`: those of `windows()`)."""
+        outs, groups, layers = self.outs, self.groups, []
+        windows = self.windows() if windows is None else windows
+        for cout, (k, s, p, d), norm, act in zip(outs, windows, per_layer(self.norm, len(outs), "norm"),
+                                                  per_layer(self.act, len(outs), "act")):
+            for c in (cin, cout) if groups > 1 else ():  # any count divides into one group
+                if c % groups:
+                    raise OpError(f"{c} channels do not divide into {groups} groups", "groups")
             check_norm(norm, cout, self.norm_groups)
             layers.append(Layer(cin, cout, k, s, p, d, norm, act))
             cin = cout
         return layers
 
+    def bind(self, ins: list[int]) -> Stack:
+        windows = self.windows()
+        return Stack(self, self.layers(ins[0], windows), windows)
+
+    # the rules: those that need channels read the layers (built per call here; once per node where
+    # the analysis binds the node), the geometry only the windows
     def channels(self, ins, num_classes):
-        return self.layers(ins[0])[-1].cout
+        return self.bind(ins).channels(ins, num_classes)
 
     def coord(self, ins, refs):
-        c = ins[0]
-        for k, s, p, d in self.windows():
-            c = c.window(k, s, p, d)
-        return c
+        return stack_coord(ins[0], self.windows())
 
     def length(self, ins, refs, offsets):
-        n = ins[0]
-        for k, s, p, d in self.windows():
-            n = window_length(n, k, s, p, d)
-        return n
+        return stack_length(ins[0], self.windows())
 
     def exact(self, ins):
-        n, exact = ins[0], True  # `&`, not `if`: also runs on a numpy vector of lengths (valid_sizes)
-        for k, s, p, d in self.windows():
-            if s != 1:
-                exact = exact & ((n + (2 * p - d * (k - 1) - 1)) % s == 0)
-            n = window_length(n, k, s, p, d)
-        return exact
+        return stack_exact(ins[0], self.windows())
 
     def params(self, ins, out):
-        total = 0
-        for layer in self.layers(ins[0]):
-            total += layer.cin // self.groups * layer.kernel ** 2 * layer.cout
-            total += layer.cout * int(self.bias) + norm_params(layer.norm, layer.cout)
-        return total
+        return self.bind(ins).params(ins, out)
 
     def flops(self, ins, out, in_hw, out_hw):
-        (h, w), total = in_hw[0], 0
-        for layer in self.layers(ins[0]):
-            h, w = (window_length(n, layer.kernel, layer.stride, layer.pad, layer.dilation)
-                    for n in (h, w))
-            total += 2 * layer.cin // self.groups * layer.kernel ** 2 * layer.cout * h * w
-        return total
+        return self.bind(ins).flops(ins, out, in_hw, out_hw)
 
     def build(self, ins, out):
         modules: list[nn.Module] = []
@@ -150,6 +140,65 @@ class Conv(Op):
         outs = self.outs
         k = self.kernel if isinstance(self.kernel, int) else "/".join(map(str, self.kernel))
         return f"conv {k}x{k} ×{len(outs)}" if len(outs) > 1 else f"conv {k}x{k}"
+
+
+def stack_coord(c: Coord, windows: list[Window]) -> Coord:
+    for k, s, p, d in windows:
+        c = c.window(k, s, p, d)
+    return c
+
+
+def stack_length(n: Any, windows: list[Window]) -> Any:
+    for k, s, p, d in windows:
+        n = window_length(n, k, s, p, d)
+    return n
+
+
+def stack_exact(n: Any, windows: list[Window]) -> Any:
+    exact = True  # `&`, not `if`: also runs on a numpy vector of lengths (valid_sizes)
+    for k, s, p, d in windows:
+        if s != 1:
+            exact = exact & ((n + (2 * p - d * (k - 1) - 1)) % s == 0)
+        n = window_length(n, k, s, p, d)
+    return exact
+
+
+class Stack:
+    """A conv node bound to its input channels (`Conv.bind`): its layers, built once, and the rules
+    that read them. The analysis asks each node for channels, coordinate map, lengths, parameters
+    and FLOPs; rebuilding the layers for every question cost more than the rest of validating a
+    100,000-node spec. Other questions (inputs, offsets) go to the op itself."""
+
+    __slots__ = ("op", "layers", "windows")
+
+    def __init__(self, op: Conv, layers: list[Layer], windows: list[Window]) -> None:
+        self.op, self.layers, self.windows = op, layers, windows
+
+    def channels(self, ins, num_classes):
+        return self.layers[-1].cout
+
+    def coord(self, ins, refs):
+        return stack_coord(ins[0], self.windows)
+
+    def length(self, ins, refs, offsets):
+        return stack_length(ins[0], self.windows)
+
+    def exact(self, ins):
+        return stack_exact(ins[0], self.windows)
+
+    def params(self, ins, out):
+        total, groups, bias = 0, self.op.groups, int(self.op.bias)
+        for layer in self.layers:
+            total += layer.cin // groups * layer.kernel ** 2 * layer.cout
+            total += layer.cout * bias + norm_params(layer.norm, layer.cout)
+        return total
+
+    def flops(self, ins, out, in_hw, out_hw):
+        (h, w), total, groups = in_hw[0], 0, self.op.groups
+        for cin, cout, k, s, p, d, _, _ in self.layers:
+            h, w = window_length(h, k, s, p, d), window_length(w, k, s, p, d)
+            total += 2 * cin // groups * k ** 2 * cout * h * w
+        return total
 
 
 class Score(Op):

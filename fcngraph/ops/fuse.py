@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import operator
 from fractions import Fraction
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
+import numpy as np
 import torch
 from pydantic import Field, model_validator
 
@@ -29,10 +30,21 @@ def crop_to(x: torch.Tensor, ref: torch.Tensor, offset: int) -> torch.Tensor:
 BROADCAST = -1  # the offset of a mul input that multiplies every pixel (grid-less, 1x1)
 
 
-def check_fits(length: int, offset: int, target: int, what: str) -> None:
-    if length < offset + target:
+def check_fits(length: int, offset: int, target: int, what: str) -> Any:
+    """True if `target` px at `offset` fit in `length`, else OpError. On numpy vectors of lengths
+    (valid_sizes scans every side at once) the mask of sides where it fits: no branch on it."""
+    fits = length >= offset + target
+    if isinstance(fits, np.ndarray):
+        return fits
+    if not fits:
         raise OpError(f"{what} is {length} px, too small to crop {target} px at offset {offset}",
                       "in")
+    return True
+
+
+def where_fits(fits: Any, length: Any) -> Any:
+    """`length`, or on vectors 0 (the node does not run) on the sides where an input did not fit."""
+    return length if fits is True or fits.all() else np.where(fits, length, 0)
 
 
 class Fuse(Op):
@@ -102,15 +114,18 @@ class Fuse(Op):
         return Coord(target.scale, target.shift, max(c.rf for c in ins), target.gridless)
 
     def length(self, ins, refs, offsets):
-        target = ins[self._ref_of(offsets)]
+        target, fits = ins[self._ref_of(offsets)], True
         for name, n, off in zip(self.inputs, ins, offsets):
-            if off == BROADCAST:
-                if n != 1:
-                    raise OpError(f"input '{name}' has no pixel grid (adaptive pool) and is {n} px, "
-                                  "not 1 px; only a global input broadcasts", "in")
+            if off == 0 and n is target:  # the align input, or one of the very same lengths: fits
                 continue
-            check_fits(n, off, target, f"input '{name}'")
-        return target
+            if off != BROADCAST:
+                fits = fits & check_fits(n, off, target, f"input '{name}'")
+            elif isinstance(n, np.ndarray):  # every side at once (valid_sizes)
+                fits = fits & (n == 1)
+            elif n != 1:
+                raise OpError(f"input '{name}' has no pixel grid (adaptive pool) and is {n} px, "
+                              "not 1 px; only a global input broadcasts", "in")
+        return where_fits(fits, target)
 
     def aligned(self, graph, args, offsets):
         """Each input cropped to the align input (which is left as it is)."""
@@ -231,8 +246,7 @@ class Crop(Op):
         return Coord(c.scale, c.shift + c.scale * off, c.rf)
 
     def length(self, ins, refs, offsets):
-        check_fits(ins[0], offsets[0], refs["to"], f"input '{self.inputs[0]}'")
-        return refs["to"]
+        return where_fits(check_fits(ins[0], offsets[0], refs["to"], f"input '{self.inputs[0]}'"), refs["to"])
 
     def emit(self, graph, node_id, args, refs, offsets):
         return graph.create_node("call_function", crop_to, (args[0], refs["to"], offsets[0]),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import operator
 from typing import Literal
 
+import numpy as np
 import torch
 from pydantic import Field, model_validator
 from torch import nn
@@ -54,7 +55,9 @@ class Pool(Op):
         return window_length(ins[0], self.kernel, self.step, self.pad, ceil=self.ceil)
 
     def exact(self, ins):
-        return self.ceil or (ins[0] + 2 * self.pad - self.kernel) % self.step == 0
+        if self.ceil or self.step == 1:  # nothing dropped (no vector arithmetic for valid_sizes)
+            return True
+        return (ins[0] + 2 * self.pad - self.kernel) % self.step == 0
 
     def flops(self, ins, out, in_hw, out_hw):
         return self.kernel ** 2 * out * out_hw[0] * out_hw[1]
@@ -113,6 +116,8 @@ class Unpool(Op):
         return refs["size_of"]
 
     def length(self, ins, refs, offsets):
+        if isinstance(ins[0], np.ndarray):  # every side at once (valid_sizes): 0 where it does not run
+            return np.where(ins[0] == refs["indices_of"], refs["size_of"], 0)
         if ins[0] != refs["indices_of"]:
             raise OpError(f"input is {ins[0]} px but pool '{self.indices_of}' gave {refs['indices_of']} px",
                           "in")
