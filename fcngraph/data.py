@@ -8,7 +8,6 @@ or a plain images/ + masks/ pair. Bad files are reported by name before training
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from .errors import DataError
+from .io import parse_json
 from .settings import DataSettings, TrainSettings
 
 SYNTHETIC_CLASSES = ["background", "box", "disc", "triangle", "line", "ring"]
@@ -151,13 +151,19 @@ def read_classes(root: Path) -> tuple[list[str] | None, list[tuple[int, int, int
     if not path.is_file():
         return None, None
     try:
-        meta = json.loads(read_text(path))
+        meta = parse_json(read_text(path))
+        if not isinstance(meta.get("classes"), list):
+            raise TypeError("'classes' must be a list of names")
         classes = [str(c) for c in meta["classes"]]
-        palette = [tuple(int(v) for v in c) for c in meta.get("palette", [])] or None
-        if palette is not None and (len(palette) < len(classes) or any(len(c) != 3 for c in palette)):
-            raise TypeError("palette needs one [r, g, b] per class")
+        palette = meta.get("palette") or None
+        if palette is not None:
+            if not isinstance(palette, list) or len(palette) < len(classes) or any(
+                    not isinstance(c, list) or len(c) != 3 or not all(type(v) is int and 0 <= v <= 255 for v in c)
+                    for c in palette):
+                raise TypeError("palette needs one [r, g, b] per class, integers 0..255")
+            palette = [tuple(c) for c in palette]
         return classes, palette
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise DataError(f"{path}: not a classes file ({exc})") from None
 
 

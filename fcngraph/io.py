@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 
 def _umask() -> int:
@@ -41,3 +42,12 @@ def atomic_write_text(path: Path, text: str) -> Path:
 def safe_stem(name: str) -> str:
     """`name` made safe as a file name: characters other than letters, digits and ._+- become '_'."""
     return re.sub(r"[^A-Za-z0-9._+-]+", "_", name).strip("._") or "unnamed"
+
+
+def parse_json(text: str) -> Any:
+    """json.loads, where JSON nested too deeply for the parser is a ValueError like any other bad JSON
+    (callers that report bad JSON as one line then report this too)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None

@@ -189,3 +189,24 @@ def test_hostile_names_reach_no_report_as_markup(tmp_path):
     assert "'=cmd|" in (tmp_path / "results.csv").read_text()
     assert "'@SUM(A1)" in (tmp_path / "per_class.csv").read_text()
     assert sorted(p.name for p in tmp_path.iterdir() if "script" in p.name or "/" in p.name) == []
+
+
+# -- 5. corrupt data and run folders (cases found by tests/fuzzing_files.py) ----------------------------
+@pytest.mark.parametrize("text, message", [
+    ("[" * 100_000 + "]" * 100_000, "JSON nested too deeply"),
+    ('{"classes": "abc"}', "'classes' must be a list of names"),
+    ('{"classes": {"a": 1, "b": 2, "c": 3}}', "'classes' must be a list of names"),
+    ('{"classes": ["a", "b", "c"], "palette": [[1e400, 0, 0], [0, 0, 0], [1, 1, 1]]}', "integers 0..255"),
+    ('{"classes": ["a", "b", "c"], "palette": [[300, 0, 0], [0, 0, 0], [1, 1, 1]]}', "integers 0..255"),
+    ('{"classes": ["a", "b", "c"], "palette": "rgb"}', "one [r, g, b] per class"),
+])
+def test_a_garbled_classes_file_is_one_line(tmp_path, capsys, text, message):
+    from .conftest import make_folder
+
+    data = make_folder(tmp_path / "data", n=4, size=(8, 8))
+    (data / "classes.json").write_text(text)
+    spec = _write(tmp_path, {**tiny_spec(), "train": {"epochs": 1, "batch_size": 2, "device": "cpu"}})
+    status = cli.main(["run", str(spec), "--data", str(data), "--runs", str(tmp_path / "runs"), "--quiet"])
+    err = capsys.readouterr().err
+    assert status == EXIT_INPUT and err.count("\n") == 1 and "Traceback" not in err
+    assert f"{data / 'classes.json'}: not a classes file" in err and message in err
