@@ -318,7 +318,12 @@ def _report(records, output: str, comparison=None, title: str = "fcngraph compar
         print(leader_line(comparison))
         for difference in comparison.differences.values():
             print(difference.sentence())
-    return 1 if any(r.status == "failed" for r in records) else 0
+    failed = [r for r in records if r.status == "failed"]
+    if failed:  # the report is written; the exit status still says that a run is unusable
+        first = " ".join(f"{failed[0].name}: {failed[0].note}".split())[:200]
+        raise FcngraphError(f"{len(failed)} of {len(records)} run(s) failed ({first}); "
+                            f"{output}/report.md marks {'them' if len(failed) > 1 else 'it'}")
+    return 0
 
 
 def is_experiment(path: str) -> bool:
@@ -379,14 +384,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def statistics_or_none(grid, baseline):
-    """Paired statistics, or None (said on stderr) when the runs cannot be paired, e.g. variants
+    """Paired statistics, or None (said in a note) when the runs cannot be paired, e.g. variants
     validated on different images: the report is still written, without a statistics section."""
     from .compare import statistics
 
     try:
         return statistics(grid, baseline)
     except FcngraphError as exc:
-        print(f"fcngraph: no statistics: {exc}", file=sys.stderr)
+        print(f"note: no statistics: {exc}")  # stdout, with the report's other notes: stderr holds errors only
         return None
 
 

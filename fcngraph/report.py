@@ -231,7 +231,8 @@ def curves_figure(records: list[RunRecord], seeds: dict[str, list[RunRecord]] | 
                 ax.fill_between(epochs, values.min(0), values.max(0), color=line.get_color(), alpha=0.2, linewidth=0)
     loss_ax.set(xlabel="epoch", ylabel="training loss", yscale="log", title="loss")
     miou_ax.set(xlabel="epoch", ylabel="val mIoU", title="validation mIoU (band: min–max over seeds)")
-    miou_ax.legend(fontsize=8)
+    if miou_ax.get_legend_handles_labels()[0]:  # no run has a history: no legend (matplotlib warns on stderr)
+        miou_ax.legend(fontsize=8)
     for ax in (loss_ax, miou_ax):
         ax.grid(alpha=0.3)
     return figure

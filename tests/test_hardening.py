@@ -203,10 +203,48 @@ def test_hostile_names_reach_no_report_as_markup(tmp_path):
 def test_a_garbled_classes_file_is_one_line(tmp_path, capsys, text, message):
     from .conftest import make_folder
 
-    data = make_folder(tmp_path / "data", n=4, size=(8, 8))
+    data = make_folder(tmp_path / "data", n=6, size=(8, 8))
     (data / "classes.json").write_text(text)
     spec = _write(tmp_path, {**tiny_spec(), "train": {"epochs": 1, "batch_size": 2, "device": "cpu"}})
     status = cli.main(["run", str(spec), "--data", str(data), "--runs", str(tmp_path / "runs"), "--quiet"])
     err = capsys.readouterr().err
     assert status == EXIT_INPUT and err.count("\n") == 1 and "Traceback" not in err
     assert f"{data / 'classes.json'}: not a classes file" in err and message in err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One finished run of the tiny spec on a 6-image folder (1 epoch of 1 step), reported once so
+    its latency is cached; tests work on copies."""
+    from .conftest import make_folder
+
+    root = tmp_path_factory.mktemp("trained")
+    data = make_folder(root / "data", n=6, size=(8, 8))
+    spec = _write(root, {**tiny_spec(), "train": {"epochs": 1, "batch_size": 2, "device": "cpu"}})
+    assert cli.main(["run", str(spec), "--data", str(data), "--runs", str(root / "runs"), "--quiet"]) == 0
+    (run,) = (root / "runs").iterdir()
+    assert cli.main(["report", str(run), "-o", str(root / "report")]) == 0
+    return spec, data, run
+
+
+def _copy_run(trained, tmp_path):
+    import shutil
+
+    spec, data, run = trained
+    copy = tmp_path / "runs" / run.name
+    shutil.copytree(run, copy)
+    return spec, data, copy
+
+
+def _cli(capsys, argv) -> tuple[int, str, str]:
+    capsys.readouterr()
+    status = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_a_report_of_runs_without_history_prints_only_its_error_line(trained, tmp_path, capsys):
+    _, _, run = _copy_run(trained, tmp_path)
+    (run / "spec.json").write_text("{")  # unreadable: a failed row, no curves (matplotlib warned of no legend)
+    status, _, err = _cli(capsys, ["report", run, "-o", tmp_path / "report"])
+    assert status == EXIT_INPUT and err.count("\n") == 1 and "spec.json unreadable" in err and "Warning" not in err
