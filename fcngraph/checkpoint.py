@@ -8,7 +8,6 @@ summary. Writes are atomic: a kill leaves the previous file whole.
 from __future__ import annotations
 
 import io
-import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ import torch
 
 from .compile import compile_spec
 from .errors import FcngraphError
-from .io import atomic_write
+from .io import atomic_write, parse_json
 from .spec import Spec, load_spec
 
 
@@ -130,9 +129,37 @@ def read_summary(run_dir: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        summary = parse_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: unreadable summary ({exc}); delete it to rerun") from None
-    if not isinstance(summary, dict) or not isinstance(summary.get("miou"), (int, float)):
-        raise CheckpointError(f"{path}: not a run summary (no 'miou'); delete it to rerun")
+    problem = summary_problem(summary)
+    if problem:
+        raise CheckpointError(f"{path}: not a run summary ({problem}); delete it to rerun")
     return summary
+
+
+def summary_problem(summary: Any) -> str | None:
+    """What makes `summary` unusable by the commands that read it (the scores are numbers, classes
+    names, iou one number per class, the confusion matrix square), or None."""
+    def number(value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    if not isinstance(summary, dict):
+        return "not a JSON object"
+    for key in ("miou", "pixel_acc", "mean_acc", "fwiou"):
+        if not number(summary.get(key)):
+            return f"'{key}' is not a number"
+    for key in ("best_miou", "best_epoch", "last_epoch", "last_miou", "epochs", "train_s"):
+        if key in summary and not number(summary[key]):
+            return f"'{key}' is not a number"
+    classes, iou, confusion = summary.get("classes"), summary.get("iou"), summary.get("confusion")
+    if classes is not None and (not isinstance(classes, list) or not all(isinstance(c, str) for c in classes)):
+        return "'classes' is not a list of names"
+    if iou is not None and (not isinstance(iou, list) or not all(number(v) for v in iou)
+                            or classes is not None and len(iou) != len(classes)):
+        return "'iou' is not one number per class"
+    if confusion is not None and (not isinstance(confusion, list) or any(
+            not isinstance(row, list) or len(row) != len(confusion) or not all(number(v) for v in row)
+            for row in confusion)):
+        return "'confusion' is not a square matrix of numbers"
+    return None

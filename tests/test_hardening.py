@@ -243,6 +243,46 @@ def _cli(capsys, argv) -> tuple[int, str, str]:
     return status, out, err
 
 
+@pytest.mark.parametrize("text, message", [
+    ("[" * 50_000 + "]" * 50_000, "unreadable summary (JSON nested too deeply)"),
+    (b"\xff\xfe{}", "unreadable summary ("),
+    ('{"miou": 0.5}', "not a run summary ('pixel_acc' is not a number)"),
+    ('{"miou": 0.5, "pixel_acc": 1, "mean_acc": 1, "fwiou": 1, "classes": 3}', "'classes' is not a list of names"),
+    ('{"miou": 0.5, "pixel_acc": 1, "mean_acc": 1, "fwiou": 1, "confusion": [[1, 2], [3]]}', "not a square matrix"),
+    ('{"miou": true, "pixel_acc": 1, "mean_acc": 1, "fwiou": 1}', "'miou' is not a number"),
+])
+def test_a_garbled_summary_is_one_line_for_run_and_a_failed_row_in_a_report(trained, tmp_path, capsys, text, message):
+    spec, data, run = _copy_run(trained, tmp_path)
+    summary = run / "summary.json"
+    summary.write_bytes(text if isinstance(text, bytes) else text.encode())
+    status, _, err = _cli(capsys, ["run", spec, "--data", data, "--runs", run.parent, "--quiet"])
+    assert status == EXIT_INPUT and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"fcngraph: error: {summary}: ") and message in err and "delete it to rerun" in err
+    if "nested" in message or "classes" in message:  # a report marks the run failed, and says so in one line
+        status, out, err = _cli(capsys, ["report", run, "-o", tmp_path / "report"])
+        assert status == EXIT_INPUT and err.count("\n") == 1 and "Traceback" not in err
+        assert err.startswith("fcngraph: error: 1 of 1 run(s) failed (tiny: ") and message in err
+        assert "failed" in (tmp_path / "report" / "results.csv").read_text()
+
+
+def test_garbled_history_rows_end_the_history_and_a_garbled_latency_cache_is_measured_again(trained, tmp_path,
+                                                                                             capsys):
+    from fcngraph.compare import read_run
+
+    _, _, run = _copy_run(trained, tmp_path)
+    (run / "summary.json").unlink()
+    good = (run / "metrics.jsonl").read_bytes()
+    for garbage in (b"\xff\xfe not UTF-8\n", b"3\n", b'{"epoch": "x", "miou": 1}\n', b'{"epoch": 2, "loss": "x"}\n',
+                    b"[" * 50_000 + b"\n"):
+        (run / "metrics.jsonl").write_bytes(good + garbage + good)
+        record = read_run(run)
+        assert record.status == "incomplete" and [r["epoch"] for r in record.history] == [1]
+    (run / "latency.json").write_text("[" * 50_000)
+    status, _, err = _cli(capsys, ["report", run, "-o", tmp_path / "report"])
+    assert status == 0 and err == ""
+    assert isinstance(json.loads((run / "latency.json").read_text()), dict)
+
+
 def test_a_report_of_runs_without_history_prints_only_its_error_line(trained, tmp_path, capsys):
     _, _, run = _copy_run(trained, tmp_path)
     (run / "spec.json").write_text("{")  # unreadable: a failed row, no curves (matplotlib warned of no legend)
