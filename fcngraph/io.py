@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -40,8 +41,14 @@ def atomic_write_text(path: Path, text: str) -> Path:
 
 
 def safe_stem(name: str) -> str:
-    """`name` made safe as a file name: characters other than letters, digits and ._+- become '_'."""
-    return re.sub(r"[^A-Za-z0-9._+-]+", "_", name).strip("._") or "unnamed"
+    """`name` made safe as a file name: characters other than letters, digits and ._+- become '_'.
+    A name that this changes (or cuts to 100 characters), or that holds capitals (a case-insensitive
+    disk folds them), gets '~' and a hash of the name appended, so distinct names never share a file
+    ('a b' and 'a_b', 'Net' and 'net'): a name kept as it is has no '~', two changed ones differ by hash."""
+    stem = (re.sub(r"[^A-Za-z0-9._+-]+", "_", name).strip("._") or "unnamed")[:100]  # file names end at 255 bytes
+    if stem != name or name != name.lower():
+        stem += "~" + hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return stem
 
 
 def parse_json(text: str) -> Any:

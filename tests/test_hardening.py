@@ -288,3 +288,37 @@ def test_a_report_of_runs_without_history_prints_only_its_error_line(trained, tm
     (run / "spec.json").write_text("{")  # unreadable: a failed row, no curves (matplotlib warned of no legend)
     status, _, err = _cli(capsys, ["report", run, "-o", tmp_path / "report"])
     assert status == EXIT_INPUT and err.count("\n") == 1 and "spec.json unreadable" in err and "Warning" not in err
+
+
+# -- 6. file stems of names ------------------------------------------------------------------------------
+def test_distinct_names_never_share_a_file_stem():
+    from fcngraph.io import safe_stem
+
+    names = ["a b", "a_b", "a/b", "a\\b", "Net", "net", "NET", "", "unnamed", "...", "x" * 300, "x" * 301,
+             "fcn8s-mini", "a_b~" + safe_stem("a b").split("~")[1], "../a_b", "ü", "u"]
+    stems = [safe_stem(n) for n in names]
+    assert len({s.lower() for s in stems}) == len(names)  # distinct even on a case-insensitive disk
+    assert safe_stem("fcn8s-mini") == "fcn8s-mini" and safe_stem("a_b") == "a_b"  # safe names stay as they are
+    assert all(len(s) <= 109 and "/" not in s and "\\" not in s and not s.startswith(".") for s in stems)
+
+
+def test_a_report_writes_one_diagram_per_variant_whose_names_differ_only_by_unsafe_characters(tmp_path):
+    from pathlib import Path
+
+    from fcngraph.compare import RunRecord
+    from fcngraph.diagram import layout, to_dot
+    from fcngraph.io import safe_stem
+    from fcngraph.report import write_report
+
+    wide = tiny_spec(c2={"op": "conv", "in": "p1", "out": 16, "pad": 1})
+    records = [RunRecord("a b", Path("nowhere"), "incomplete", spec=load_spec({**tiny_spec(), "name": "a b"})),
+               RunRecord("a_b", Path("nowhere"), "incomplete", spec=load_spec({**wide, "name": "a_b"}))]
+    write_report(records, tmp_path)
+    dots = sorted(tmp_path.glob("diagram-*.dot"))
+    assert [p.name for p in dots] == sorted(f"diagram-{safe_stem(n)}.dot" for n in ("a b", "a_b"))
+    for record in records:  # each file holds its own variant's drawing
+        drawn = to_dot(layout(analyze(record.spec), compact=True)).source
+        assert (tmp_path / f"diagram-{safe_stem(record.name)}.dot").read_text() == drawn
+    assert dots[0].read_text() != dots[1].read_text()
+    markdown = (tmp_path / "report.md").read_text()
+    assert f"diagram-{safe_stem('a b')}." in markdown and "diagram-a_b." in markdown
