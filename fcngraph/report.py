@@ -29,7 +29,7 @@ from .compare import RunRecord, data_key, distinct_names, eval_size, gflops, lat
 from .data import Splits
 from .diagram import layout, svg_text, to_dot
 from .errors import FcngraphError
-from .io import atomic_write, atomic_write_text, safe_stem
+from .io import atomic_write, atomic_write_text, parse_json, safe_stem
 from .shapes import Analysis, analyze
 
 QUALITATIVE_IMAGES = 4
@@ -102,7 +102,7 @@ def eval_columns(run_dir: Path) -> dict[str, float]:
     columns = {}
     for path in sorted(run_dir.glob("eval-*.json")) if run_dir.is_dir() else []:
         try:
-            columns[f"mIoU ({path.stem[len('eval-'):]})"] = float(json.loads(path.read_text())["miou"])
+            columns[f"mIoU ({path.stem[len('eval-'):]})"] = float(parse_json(path.read_text(encoding="utf-8"))["miou"])
         except (OSError, ValueError, KeyError, TypeError):  # a broken file is left out, not fatal
             continue
     return columns

@@ -30,7 +30,7 @@ from .compile import compile_spec
 from .data import Splits, class_frequencies, class_weights, data_identity, make_splits, pad_collate
 from .errors import FcngraphError
 from .evaluate import autocast, score_loader
-from .io import atomic_write_text, safe_stem
+from .io import atomic_write_text, parse_json, safe_stem
 from .metrics import ConfusionMatrix
 from .settings import TrainSettings
 from .shapes import analyze
@@ -349,7 +349,7 @@ def run_class_weights(spec: Spec, splits, run_dir: Path) -> list[float] | None:
     path = run_dir / "class_weights.json"
     if path.is_file():
         try:
-            stored = json.loads(path.read_text(encoding="utf-8"))
+            stored = parse_json(path.read_text(encoding="utf-8"))
             if stored.get("kind") == kind and len(stored["weights"]) == spec.num_classes:
                 return [float(w) for w in stored["weights"]]
         except (OSError, ValueError, KeyError, TypeError, AttributeError):

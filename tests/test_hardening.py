@@ -322,3 +322,30 @@ def test_a_report_writes_one_diagram_per_variant_whose_names_differ_only_by_unsa
     assert dots[0].read_text() != dots[1].read_text()
     markdown = (tmp_path / "report.md").read_text()
     assert f"diagram-{safe_stem('a b')}." in markdown and "diagram-a_b." in markdown
+
+
+NESTED = "[" * 50_000 + "]" * 50_000
+
+
+def test_json_nested_too_deeply_in_eval_results_class_weights_and_a_sidecar(trained, tmp_path, capsys):
+    spec, data, run = _copy_run(trained, tmp_path)
+    (run / "eval-val.json").write_text(NESTED)  # a broken eval file is left out of the report
+    status, _, err = _cli(capsys, ["report", run, "-o", tmp_path / "report"])
+    assert status == 0 and err == "" and "mIoU (val)" not in (tmp_path / "report" / "results.csv").read_text()
+
+    weighted = _write(tmp_path, {**tiny_spec(), "train": {"epochs": 1, "batch_size": 2, "device": "cpu",
+                                                          "class_weights": "median_frequency"}}, "w.json")
+    runs = tmp_path / "weighted"
+    assert _cli(capsys, ["run", weighted, "--data", data, "--runs", runs, "--quiet"])[0] == 0
+    (folder,) = runs.iterdir()
+    (folder / "summary.json").unlink()
+    (folder / "class_weights.json").write_text(NESTED)  # recomputed, as any unreadable cache
+    status, _, err = _cli(capsys, ["run", weighted, "--data", data, "--runs", runs, "--quiet", "--resume"])
+    assert status == 0 and json.loads((folder / "class_weights.json").read_text())["kind"] == "median_frequency"
+
+    onnx = tmp_path / "m.onnx"
+    assert _cli(capsys, ["export", run, "--onnx", onnx, "--size", "8"])[0] == 0
+    (tmp_path / "m.onnx.json").write_text(NESTED)
+    status, _, err = _cli(capsys, ["predict", onnx, data / "images" / "s0.png", "-o", tmp_path / "out"])
+    assert status == EXIT_INPUT and err.count("\n") == 1
+    assert f"{tmp_path / 'm.onnx.json'}: not a sidecar (JSON nested too deeply)" in err
