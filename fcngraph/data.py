@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -400,8 +401,9 @@ def data_identity(data: DataSettings) -> str:
             digest.update(rel.encode() + b"\0" + (root / rel).read_bytes() + b"\0")
     for sub in ("images", "JPEGImages", "masks", "SegmentationClass"):
         if (root / sub).is_dir():  # names and sizes: cheap, and catch replaced files
-            for f in sorted((root / sub).iterdir()):
-                digest.update(f"{sub}/{f.name}:{f.stat().st_size}\n".encode())
+            for f in sorted((root / sub).iterdir()):  # names as bytes: a name need not be UTF-8
+                size = f.stat().st_size if f.exists() else -1  # a dangling link is no error here
+                digest.update(os.fsencode(f"{sub}/{f.name}") + f":{size}\n".encode())
     return digest.hexdigest()[:12]
 
 

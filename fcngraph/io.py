@@ -37,7 +37,8 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
 
 
 def atomic_write_text(path: Path, text: str) -> Path:
-    return atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
+    """UTF-8; a file name that is not UTF-8 (a lone surrogate in Python) is written as \\udcff."""
+    return atomic_write(path, lambda handle: handle.write(text.encode("utf-8", errors="backslashreplace")))
 
 
 def safe_stem(name: str) -> str:

@@ -430,7 +430,7 @@ class Run:
         """Log a line, and append it with the time to <run dir>/log.txt."""
         if self.world.main:
             self.log(text)
-            with open(self.dir / "log.txt", "a", encoding="utf-8") as handle:
+            with open(self.dir / "log.txt", "a", encoding="utf-8", errors="backslashreplace") as handle:
                 handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
 
 

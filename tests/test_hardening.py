@@ -349,3 +349,27 @@ def test_json_nested_too_deeply_in_eval_results_class_weights_and_a_sidecar(trai
     status, _, err = _cli(capsys, ["predict", onnx, data / "images" / "s0.png", "-o", tmp_path / "out"])
     assert status == EXIT_INPUT and err.count("\n") == 1
     assert f"{tmp_path / 'm.onnx.json'}: not a sidecar (JSON nested too deeply)" in err
+
+
+def test_file_names_that_are_not_utf8_and_dangling_links_in_a_data_folder(tmp_path, capsys):
+    import os
+    import shutil
+
+    from .conftest import make_folder
+
+    data = make_folder(tmp_path / "data", n=6, size=(8, 8))
+    shutil.rmtree(data / "splits")  # every mask is a sample: the odd names are used, not only listed
+    for sub in ("images", "masks"):
+        shutil.copy(data / sub / "s0.png", os.fsencode(data / sub) + b"/\xff.png")
+    shutil.copy(data / "masks" / "s0.png", os.fsencode(data / "masks") + b"/\xfe.png")  # no image: skipped
+    (data / "images" / "dangling.png").symlink_to(data / "images" / "nowhere.png")
+    spec = _write(tmp_path, {**tiny_spec(), "train": {"epochs": 1, "batch_size": 2, "device": "cpu"}})
+    status, out, err = _cli(capsys, ["run", spec, "--data", data, "--runs", tmp_path / "runs", "--skip-bad"])
+    assert status == 0 and "Traceback" not in err and "skipped 2 bad sample(s)" in out and "\\udcfe" in out
+    (run,) = (tmp_path / "runs").iterdir()
+    assert "\\udcfe" in (run / "log.txt").read_text(encoding="utf-8")
+    status, _, err = _cli(capsys, ["eval", run, "--backend", "torch"])  # eval skips nothing: one line
+    assert status == EXIT_INPUT and err.count("\n") == 1 and "\\udcfe.jpg: missing image" in err
+    os.unlink(os.fsencode(data / "masks") + b"/\xfe.png")
+    status, out, err = _cli(capsys, ["eval", run, "--backend", "torch"])
+    assert status == 0 and err == "" and "\\udcff" in (run / "eval-val-per-image.csv").read_text(encoding="utf-8")
