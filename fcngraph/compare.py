@@ -85,7 +85,10 @@ def read_run(run_dir: Path) -> RunRecord:
     if not run_dir.is_dir():
         return RunRecord(run_dir.name, run_dir, "missing", "no such run directory")
     try:
-        spec = load_spec(parse_json((run_dir / "spec.json").read_text(encoding="utf-8")))
+        doc = parse_json((run_dir / "spec.json").read_text(encoding="utf-8"))
+        if not isinstance(doc, dict):  # a JSON string would be taken for a spec file's path
+            raise ValueError("not a JSON object")
+        spec = load_spec(doc, file=str(run_dir / "spec.json"))
     except (OSError, ValueError, FcngraphError) as exc:
         return RunRecord(run_dir.name, run_dir, "failed", f"spec.json unreadable: {str(exc).splitlines()[0]}")
     history = _read_history(run_dir)

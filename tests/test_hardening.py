@@ -373,3 +373,11 @@ def test_file_names_that_are_not_utf8_and_dangling_links_in_a_data_folder(tmp_pa
     os.unlink(os.fsencode(data / "masks") + b"/\xfe.png")
     status, out, err = _cli(capsys, ["eval", run, "--backend", "torch"])
     assert status == 0 and err == "" and "\\udcff" in (run / "eval-val-per-image.csv").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("value", [None, "SPEC", [1], 3])
+def test_a_run_spec_that_is_not_a_json_object_is_a_failed_row(trained, tmp_path, capsys, value):
+    spec, _, run = _copy_run(trained, tmp_path)
+    (run / "spec.json").write_text(json.dumps(str(spec) if value == "SPEC" else value))  # a string was read as a path
+    status, _, err = _cli(capsys, ["report", run, "-o", tmp_path / "report"])
+    assert status == EXIT_INPUT and err.count("\n") == 1 and "spec.json unreadable: not a JSON object" in err
