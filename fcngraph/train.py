@@ -8,6 +8,7 @@ where an uninterrupted run would (per-epoch seeding). Under torchrun: DDP, and r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -99,14 +100,18 @@ class RunLock:
         raise TrainingError(f"{self.path}: cannot take the run lock")
 
     def _holder(self) -> int | None:
+        """The pid in the lock; None for one that names no other process (garbage, ≤ 0 — which
+        kill() reads as process groups —, too large, or this process's own: all stale)."""
         try:
-            return int(self.path.read_text().strip())
+            pid = int(self.path.read_text().strip())
         except (OSError, ValueError):
             return None
+        return pid if 0 < pid < 2**31 and pid != os.getpid() else None
 
     def __exit__(self, *exc: object) -> None:
-        if self._holder() == os.getpid():
-            self.path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError, ValueError):
+            if int(self.path.read_text().strip()) == os.getpid():
+                self.path.unlink(missing_ok=True)
 
 
 def _alive(pid: int) -> bool:

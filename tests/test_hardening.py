@@ -381,3 +381,26 @@ def test_a_run_spec_that_is_not_a_json_object_is_a_failed_row(trained, tmp_path,
     (run / "spec.json").write_text(json.dumps(str(spec) if value == "SPEC" else value))  # a string was read as a path
     status, _, err = _cli(capsys, ["report", run, "-o", tmp_path / "report"])
     assert status == EXIT_INPUT and err.count("\n") == 1 and "spec.json unreadable: not a JSON object" in err
+
+
+@pytest.mark.parametrize("pid", ["99999999999999999999", "0", "-1", "-7", "2147483648", "OWN", "x", ""])
+def test_a_lock_that_names_no_other_process_is_taken_over(tmp_path, pid):
+    import os
+
+    from fcngraph.train import RunLock
+
+    (tmp_path / "lock").write_text(str(os.getpid()) if pid == "OWN" else pid)  # 0 and -1 are process groups
+    with RunLock(tmp_path):  # huge: OverflowError in kill() before; 0, -1, own pid: refused forever
+        assert (tmp_path / "lock").read_text() == str(os.getpid())
+    assert not (tmp_path / "lock").exists()
+
+
+def test_a_lock_of_a_live_process_is_still_refused(tmp_path):
+    import os
+
+    from fcngraph.train import RunLock, TrainingError
+
+    (tmp_path / "lock").write_text(str(os.getppid()))
+    with pytest.raises(TrainingError, match=f"another run \\(pid {os.getppid()}\\) is training"):
+        RunLock(tmp_path).__enter__()
+    assert (tmp_path / "lock").read_text() == str(os.getppid())
