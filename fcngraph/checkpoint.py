@@ -138,28 +138,35 @@ def read_summary(run_dir: Path) -> dict[str, Any] | None:
     return summary
 
 
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def is_history_row(row: Any) -> bool:
+    """A metrics row as training writes it: an integer epoch, numbers (lists: per class)."""
+    return (isinstance(row, dict) and isinstance(row.get("epoch"), int) and not isinstance(row["epoch"], bool)
+            and all(is_number(v) or isinstance(v, list) and all(is_number(x) for x in v) for v in row.values()))
+
+
 def summary_problem(summary: Any) -> str | None:
     """What makes `summary` unusable by the commands that read it (the scores are numbers, classes
     names, iou one number per class, the confusion matrix square), or None."""
-    def number(value: Any) -> bool:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-
     if not isinstance(summary, dict):
         return "not a JSON object"
     for key in ("miou", "pixel_acc", "mean_acc", "fwiou"):
-        if not number(summary.get(key)):
+        if not is_number(summary.get(key)):
             return f"'{key}' is not a number"
     for key in ("best_miou", "best_epoch", "last_epoch", "last_miou", "epochs", "train_s"):
-        if key in summary and not number(summary[key]):
+        if key in summary and not is_number(summary[key]):
             return f"'{key}' is not a number"
     classes, iou, confusion = summary.get("classes"), summary.get("iou"), summary.get("confusion")
     if classes is not None and (not isinstance(classes, list) or not all(isinstance(c, str) for c in classes)):
         return "'classes' is not a list of names"
-    if iou is not None and (not isinstance(iou, list) or not all(number(v) for v in iou)
+    if iou is not None and (not isinstance(iou, list) or not all(is_number(v) for v in iou)
                             or classes is not None and len(iou) != len(classes)):
         return "'iou' is not one number per class"
     if confusion is not None and (not isinstance(confusion, list) or any(
-            not isinstance(row, list) or len(row) != len(confusion) or not all(number(v) for v in row)
+            not isinstance(row, list) or len(row) != len(confusion) or not all(is_number(v) for v in row)
             for row in confusion)):
         return "'confusion' is not a square matrix of numbers"
     return None

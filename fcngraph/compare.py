@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from .bench import alternate, forward_step, median
-from .checkpoint import CheckpointError, checkpoint_path, load_checkpoint, read_summary
+from .checkpoint import CheckpointError, checkpoint_path, is_history_row, load_checkpoint, read_summary
 from .compile import compile_spec
 from .data import Splits, make_splits
 from .errors import FcngraphError
@@ -64,19 +64,10 @@ def _read_history(run_dir: Path) -> list[dict[str, Any]]:
             row = parse_json(line)
         except ValueError:
             break  # a torn last line of a killed run
-        if not _history_row(row):
+        if not is_history_row(row):
             break  # nor is anything after a line that is not a metrics row
         rows.append(row)
     return rows
-
-
-def _history_row(row: Any) -> bool:
-    """A metrics.jsonl row as training writes it: an integer epoch, numbers (lists: per class)."""
-    def number(value: Any) -> bool:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-    return (isinstance(row, dict) and isinstance(row.get("epoch"), int) and not isinstance(row["epoch"], bool)
-            and all(number(v) or isinstance(v, list) and all(number(x) for x in v) for v in row.values()))
 
 
 def read_run(run_dir: Path) -> RunRecord:

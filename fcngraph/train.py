@@ -26,7 +26,15 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Subset
 
-from .checkpoint import load_resumable, read_summary, run_checkpoint, save_checkpoint
+from .checkpoint import (
+    CheckpointError,
+    is_history_row,
+    is_number,
+    load_resumable,
+    read_summary,
+    run_checkpoint,
+    save_checkpoint,
+)
 from .compile import compile_spec
 from .data import Splits, class_frequencies, class_weights, data_identity, make_splits, pad_collate
 from .errors import FcngraphError
@@ -497,12 +505,23 @@ def build_model(run: Run, resuming: bool) -> tuple[torch.nn.Module, torch.nn.Mod
 
 def resume_from(run: Run, model: torch.nn.Module, optimizer: torch.optim.Optimizer
                 ) -> tuple[int, float, list[dict[str, Any]]]:
-    """Weights and optimiser state from last.pt; (first epoch to run, best val mIoU, metric rows)."""
-    state = load_resumable(run.dir / "last.pt", run.spec, run.device)
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    run.say(f"resuming {run.dir} after epoch {state['epoch'] + 1}")
-    return state["epoch"] + 1, state["best"], state["history"]
+    """Weights and optimiser state from last.pt; (first epoch to run, best val mIoU, metric rows).
+    A last.pt whose parts are not what training wrote is a one-line error."""
+    path = run.dir / "last.pt"
+    state = load_resumable(path, run.spec, run.device)
+    epoch, best, history = state["epoch"], state["best"], state["history"]
+    if not (isinstance(epoch, int) and not isinstance(epoch, bool) and epoch >= 0 and is_number(best)
+            and isinstance(history, list) and all(is_history_row(r) and is_number(r.get("train_s"))
+                                                  and is_number(r.get("images_per_s")) for r in history)):
+        raise CheckpointError(f"{path}: not a training checkpoint (its epoch, best score or history is garbled); "
+                              "delete it to start over")
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        raise CheckpointError(f"{path}: cannot resume from it ({' '.join(str(exc).split())[:200]})") from None
+    run.say(f"resuming {run.dir} after epoch {epoch + 1}")
+    return epoch + 1, float(best), history
 
 
 def loader_settings(run: Run) -> dict[str, Any]:

@@ -404,3 +404,61 @@ def test_a_lock_of_a_live_process_is_still_refused(tmp_path):
     with pytest.raises(TrainingError, match=f"another run \\(pid {os.getppid()}\\) is training"):
         RunLock(tmp_path).__enter__()
     assert (tmp_path / "lock").read_text() == str(os.getppid())
+
+
+@pytest.fixture(scope="module")
+def stopped(tmp_path_factory):
+    """A 2-epoch run of the tiny spec stopped after its first epoch (last.pt rewound, no summary)."""
+    from fcngraph.train import load_checkpoint, save_checkpoint
+
+    from .conftest import make_folder
+
+    root = tmp_path_factory.mktemp("stopped")
+    data = make_folder(root / "data", n=6, size=(8, 8))
+    spec = _write(root, {**tiny_spec(), "train": {"epochs": 2, "batch_size": 4, "device": "cpu"}})
+    assert cli.main(["run", str(spec), "--data", str(data), "--runs", str(root / "runs"), "--quiet"]) == 0
+    (run,) = (root / "runs").iterdir()
+    state = load_checkpoint(run / "last.pt")
+    state["epoch"], state["history"] = 0, state["history"][:1]
+    save_checkpoint(run / "last.pt", state)
+    (run / "summary.json").unlink()
+    return spec, data, run
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("epoch", "x", "its epoch, best score or history is garbled"),
+    ("epoch", -3, "its epoch, best score or history is garbled"),
+    ("best", None, "its epoch, best score or history is garbled"),
+    ("history", 3, "its epoch, best score or history is garbled"),
+    ("history", [{}], "its epoch, best score or history is garbled"),
+    ("history", [{"epoch": 1, "loss": "x", "train_s": 1, "images_per_s": 1}], "history is garbled"),
+    ("optimizer", {"state": {}, "param_groups": []}, "cannot resume from it (loaded state dict has a different"),
+    ("model", "WRONG SHAPE", "cannot resume from it (Error(s) in loading state_dict"),
+])
+def test_a_garbled_last_checkpoint_is_one_line_on_resume(stopped, tmp_path, capsys, key, value, message):
+    import shutil
+
+    import torch
+
+    from fcngraph.train import load_checkpoint, save_checkpoint
+
+    spec, data, run = stopped
+    copy = tmp_path / "runs" / run.name
+    shutil.copytree(run, copy)
+    state = load_checkpoint(copy / "last.pt")
+    state[key] = {**state["model"], "c1.0.weight": torch.zeros(1)} if value == "WRONG SHAPE" else value
+    save_checkpoint(copy / "last.pt", state)
+    status, _, err = _cli(capsys, ["run", spec, "--data", data, "--runs", tmp_path / "runs", "--quiet", "--resume"])
+    assert status == EXIT_INPUT and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"fcngraph: error: {copy / 'last.pt'}: ") and message in err
+
+
+def test_the_stopped_run_resumes(stopped, tmp_path, capsys):
+    import shutil
+
+    spec, data, run = stopped
+    shutil.copytree(run, tmp_path / "runs" / run.name)
+    status, _, err = _cli(capsys, ["run", spec, "--data", data, "--runs", tmp_path / "runs", "--quiet", "--resume"])
+    assert status == 0 and err == ""
+    rows = (tmp_path / "runs" / run.name / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(row)["epoch"] for row in rows] == [1, 2]
