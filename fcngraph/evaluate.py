@@ -211,7 +211,9 @@ def evaluate_run(source: Path, split: str = "val", data_path: str | None = None,
     scores = confusion.compute()
     run_dir = ckpt.parent
     tag = f"{split}-tta" if how.tta else split
-    result = {"spec": spec.name, "checkpoint": ckpt.name, "epoch": int(state.get("epoch", -1)) + 1,
+    epoch = state.get("epoch")  # a hand-made checkpoint may have none, or no integer
+    epoch = epoch + 1 if isinstance(epoch, int) and not isinstance(epoch, bool) and epoch >= 0 else 0
+    result = {"spec": spec.name, "checkpoint": ckpt.name, "epoch": epoch,
               "backend": "torch" if net is model else "onnxruntime",
               "split": split, "data": str(data_path or spec.data.path or "synthetic"), "images": len(stems),
               "tta": {"flip": how.flip, "scales": list(how.scales)}, "tile": how.tile, "overlap": how.overlap,

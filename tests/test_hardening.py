@@ -462,3 +462,15 @@ def test_the_stopped_run_resumes(stopped, tmp_path, capsys):
     assert status == 0 and err == ""
     rows = (tmp_path / "runs" / run.name / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(row)["epoch"] for row in rows] == [1, 2]
+
+
+@pytest.mark.parametrize("epoch", ["x", None, -5, True, 2.5])
+def test_eval_of_a_checkpoint_with_a_garbled_epoch(trained, tmp_path, capsys, epoch):
+    from fcngraph.train import load_checkpoint, save_checkpoint
+
+    _, _, run = _copy_run(trained, tmp_path)
+    state = load_checkpoint(run / "best.pt")
+    state["epoch"] = epoch
+    save_checkpoint(run / "best.pt", state)
+    status, out, err = _cli(capsys, ["eval", run, "--backend", "torch"])
+    assert status == 0 and err == "" and "best.pt, epoch 0)" in out
