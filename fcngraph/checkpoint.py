@@ -99,8 +99,18 @@ class Trained:
 
     @property
     def extras(self) -> dict[str, Any]:
-        """The class names and palette the run trained with, where the checkpoint has them."""
-        return {key: self.state[key] for key in ("classes", "palette") if self.state.get(key)}
+        """The class names and palette the run trained with, where the checkpoint has them; names or
+        colours that are not one name / one [r, g, b] in 0..255 per class are a one-line error."""
+        extras = {key: self.state[key] for key in ("classes", "palette") if self.state.get(key) not in (None, [])}
+        classes, palette, n = extras.get("classes"), extras.get("palette"), self.spec.num_classes
+        if classes is not None and (not isinstance(classes, list) or len(classes) != n
+                                    or not all(isinstance(c, str) for c in classes)):
+            raise CheckpointError(f"{self.path}: its 'classes' are not {n} class names")
+        if palette is not None and (not isinstance(palette, list) or len(palette) < n or not all(
+                isinstance(c, list) and len(c) == 3 and all(type(v) is int and 0 <= v <= 255 for v in c)
+                for c in palette)):
+            raise CheckpointError(f"{self.path}: its 'palette' is not one [r, g, b] (0..255) per class")
+        return extras
 
 
 def load_trained(source: Path, which: str = "best", device: torch.device | str = "cpu") -> Trained:

@@ -474,3 +474,27 @@ def test_eval_of_a_checkpoint_with_a_garbled_epoch(trained, tmp_path, capsys, ep
     save_checkpoint(run / "best.pt", state)
     status, out, err = _cli(capsys, ["eval", run, "--backend", "torch"])
     assert status == 0 and err == "" and "best.pt, epoch 0)" in out
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("classes", 3, "its 'classes' are not 3 class names"),
+    ("classes", ["a"], "its 'classes' are not 3 class names"),
+    ("palette", "x", "its 'palette' is not one [r, g, b] (0..255) per class"),
+    ("palette", [[1, 2]], "its 'palette' is not one [r, g, b] (0..255) per class"),
+    ("palette", [[300, 0, 0]] * 3, "its 'palette' is not one [r, g, b] (0..255) per class"),
+    ("palette", "TENSOR", "its 'palette' is not one [r, g, b] (0..255) per class"),
+])
+@pytest.mark.parametrize("command", ["predict", "export"])
+def test_garbled_class_names_or_palette_in_a_checkpoint(trained, tmp_path, capsys, key, value, message, command):
+    import torch
+
+    from fcngraph.train import load_checkpoint, save_checkpoint
+
+    _, data, run = _copy_run(trained, tmp_path)
+    state = load_checkpoint(run / "best.pt")
+    state[key] = torch.zeros(3) if value == "TENSOR" else value
+    save_checkpoint(run / "best.pt", state)
+    argv = (["predict", run, data / "images" / "s0.png", "-o", tmp_path / "out", "--backend", "torch"]
+            if command == "predict" else ["export", run, "--onnx", tmp_path / "m.onnx", "--size", "8"])
+    status, _, err = _cli(capsys, argv)
+    assert status == EXIT_INPUT and err.count("\n") == 1 and f"{run / 'best.pt'}: {message}" in err
