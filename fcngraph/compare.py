@@ -19,7 +19,14 @@ from typing import Any
 import torch
 
 from .bench import alternate, forward_step, median
-from .checkpoint import CheckpointError, checkpoint_path, is_history_row, load_checkpoint, read_summary
+from .checkpoint import (
+    CheckpointError,
+    checkpoint_path,
+    is_history_row,
+    load_checkpoint,
+    read_summary,
+    require_checkpoint,
+)
 from .compile import compile_spec
 from .data import Splits, make_splits
 from .errors import FcngraphError
@@ -193,7 +200,11 @@ def _trained_net(record: RunRecord, path: Path) -> torch.nn.Module:
     from .sizing import PadToValid
 
     model = compile_spec(record.spec).eval()
-    model.load_state_dict(load_checkpoint(path)["model"])
+    try:
+        model.load_state_dict(require_checkpoint(load_checkpoint(path), path)["model"])
+    except (RuntimeError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path}: weights do not fit the run's spec '{record.spec.name}' "
+                              f"({' '.join(str(exc).split())[:200]})") from None
     return PadToValid(model, record.spec)
 
 

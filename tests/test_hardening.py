@@ -498,3 +498,18 @@ def test_garbled_class_names_or_palette_in_a_checkpoint(trained, tmp_path, capsy
             if command == "predict" else ["export", run, "--onnx", tmp_path / "m.onnx", "--size", "8"])
     status, _, err = _cli(capsys, argv)
     assert status == EXIT_INPUT and err.count("\n") == 1 and f"{run / 'best.pt'}: {message}" in err
+
+
+@pytest.mark.parametrize("payload", [[1, 2], {"x": 1}, "WRONG SHAPE"])
+def test_a_report_with_a_garbled_best_checkpoint_is_one_line(trained, tmp_path, capsys, payload):
+    import torch
+
+    from fcngraph.train import load_checkpoint, save_checkpoint
+
+    _, _, run = _copy_run(trained, tmp_path)
+    state = load_checkpoint(run / "best.pt")
+    save_checkpoint(run / "best.pt", {**state, "model": {"c1.0.weight": torch.zeros(1)}} if payload == "WRONG SHAPE"
+                    else payload)
+    status, _, err = _cli(capsys, ["report", run, "-o", tmp_path / "report"])  # the qualitative grid loads it
+    assert status == EXIT_INPUT and err.count("\n") == 1 and err.startswith(f"fcngraph: error: {run / 'best.pt'}: ")
+    assert "not an fcngraph checkpoint" in err or "weights do not fit the run's spec 'tiny'" in err
