@@ -229,7 +229,7 @@ def per_image_counts(record: RunRecord, splits: Splits) -> dict[str, Any] | None
                                     record.spec.num_classes, "cpu", record.spec.data.ignore_index,
                                     splits.val_stems)
         per_image.save(record.path / f"per-image-{split}.npz")
-    counts = load_per_image(record.path, split)
+    counts = load_per_image(record.path, split, record.spec.num_classes)
     return {"ids": counts["stems"], "tp": counts["tp"], "gt": counts["gt"], "pred": counts["pred"]}
 
 

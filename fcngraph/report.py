@@ -381,7 +381,7 @@ def _picks(records: list[RunRecord], comparison) -> list[tuple[int, str]] | None
         return None
     from .evaluate import load_per_image
 
-    per_image = {r.name: load_per_image(r.path, r.spec.data.val_split) for r in records
+    per_image = {r.name: load_per_image(r.path, r.spec.data.val_split, r.spec.num_classes) for r in records
                  if r.name in comparison.summaries and r.spec is not None
                  and (r.path / f"per-image-{r.spec.data.val_split}.npz").is_file()}
     if comparison.baseline not in per_image:

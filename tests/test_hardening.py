@@ -227,6 +227,18 @@ def trained(tmp_path_factory):
     return spec, data, run
 
 
+@pytest.fixture(scope="module")
+def two_seeds(trained, tmp_path_factory):
+    """`trained` and the same spec trained with seed 1: one variant over two seeds in a report."""
+    spec, data, run = trained
+    root = tmp_path_factory.mktemp("seed1")
+    doc = json.loads(spec.read_text())
+    seed1 = _write(root, {**doc, "train": {**doc["train"], "seed": 1}})
+    assert cli.main(["run", str(seed1), "--data", str(data), "--runs", str(root / "runs"), "--quiet"]) == 0
+    (other,) = (root / "runs").iterdir()
+    return run, other
+
+
 def _copy_run(trained, tmp_path):
     import shutil
 
@@ -513,3 +525,44 @@ def test_a_report_with_a_garbled_best_checkpoint_is_one_line(trained, tmp_path, 
     status, _, err = _cli(capsys, ["report", run, "-o", tmp_path / "report"])  # the qualitative grid loads it
     assert status == EXIT_INPUT and err.count("\n") == 1 and err.startswith(f"fcngraph: error: {run / 'best.pt'}: ")
     assert "not an fcngraph checkpoint" in err or "weights do not fit the run's spec 'tiny'" in err
+
+
+@pytest.mark.parametrize("garble", ["bytes", "empty file", "columns", "rows", "negative", "tp > gt", "no images",
+                                    "number stems"])
+def test_garbled_per_image_counts_leave_the_statistics_out_of_a_report(two_seeds, tmp_path, capsys, garble):
+    import shutil
+
+    import numpy as np
+
+    runs = [tmp_path / run.name for run in two_seeds]
+    for run, copy in zip(two_seeds, runs):
+        shutil.copytree(run, copy)
+    path = runs[0] / "per-image-val.npz"
+    counts = dict(np.load(path))
+    if garble == "bytes":
+        path.write_bytes(path.read_bytes()[:100])
+    elif garble == "empty file":
+        path.write_bytes(b"")
+    else:
+        if garble == "columns":
+            counts["tp"] = np.zeros((len(counts["stems"]), 7), np.int64)
+        elif garble == "rows":
+            counts["gt"] = counts["gt"][:1]
+        elif garble == "negative":
+            counts["pred"] = -counts["pred"] - 1
+        elif garble == "tp > gt":
+            counts["tp"] = counts["gt"] + 1
+        elif garble == "no images":
+            counts = {k: v[:0] for k, v in counts.items()}
+        else:
+            counts["stems"] = np.arange(len(counts["stems"]))
+        np.savez(path, **counts)
+    status, out, err = _cli(capsys, ["report", *runs, "-o", tmp_path / "report"])
+    assert status == 0 and err == ""
+    assert f"note: no statistics: {path}: " in out and ("per-image counts" in out)
+    assert not (tmp_path / "report" / "stats.json").exists()
+
+
+def test_the_two_seeds_report_has_statistics(two_seeds, tmp_path, capsys):
+    status, out, err = _cli(capsys, ["report", *two_seeds, "-o", tmp_path / "report"])
+    assert status == 0 and err == "" and (tmp_path / "report" / "stats.json").is_file()
