@@ -491,7 +491,8 @@ def run_mutation(run: Path, rng: random.Random, others: list[Path]) -> str:
         choice = rng.choice(["mutate", "mutate", "mutate", "type", "nested", "nan"])
         if choice == "mutate" and isinstance(doc, (dict, list)) and doc:
             for _ in range(rng.choice([1, 2])):
-                doc, what = mutate(doc, rng)
+                if isinstance(doc, (dict, list)) and doc:  # a first mutation may leave nothing to mutate
+                    doc, what = mutate(doc, rng)
         elif choice == "type":
             doc, what = rng.choice([[], "x", 3, None, True, [doc]]), "type"
         elif choice == "nested":
