@@ -153,9 +153,15 @@ def is_number(value: Any) -> bool:
 
 
 def is_history_row(row: Any) -> bool:
-    """A metrics row as training writes it: an integer epoch, numbers (lists: per class)."""
+    """A metrics row as training writes it: an integer epoch, numbers, and per-class lists of
+    numbers under 'iou' and 'acc'."""
+    def fits(key: str, value: Any) -> bool:
+        if key in ("iou", "acc"):
+            return isinstance(value, list) and all(is_number(x) for x in value)
+        return is_number(value)
+
     return (isinstance(row, dict) and isinstance(row.get("epoch"), int) and not isinstance(row["epoch"], bool)
-            and all(is_number(v) or isinstance(v, list) and all(is_number(x) for x in v) for v in row.values()))
+            and all(fits(k, v) for k, v in row.items()))
 
 
 def summary_problem(summary: Any) -> str | None:

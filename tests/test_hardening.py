@@ -285,7 +285,7 @@ def test_garbled_history_rows_end_the_history_and_a_garbled_latency_cache_is_mea
     (run / "summary.json").unlink()
     good = (run / "metrics.jsonl").read_bytes()
     for garbage in (b"\xff\xfe not UTF-8\n", b"3\n", b'{"epoch": "x", "miou": 1}\n', b'{"epoch": 2, "loss": "x"}\n',
-                    b"[" * 50_000 + b"\n"):
+                    b'{"epoch": 2, "loss": [1]}\n', b"[" * 50_000 + b"\n"):
         (run / "metrics.jsonl").write_bytes(good + garbage + good)
         record = read_run(run)
         assert record.status == "incomplete" and [r["epoch"] for r in record.history] == [1]
