@@ -44,6 +44,8 @@ def run_checkpoint(model: torch.nn.Module, epoch: int, spec: Spec, classes: list
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
     """What a checkpoint file holds (a file that cannot be read is a one-line error);
     weights_only=True refuses pickles that would run code."""
+    if Path(path).exists() and not Path(path).is_file():  # a FIFO would block torch.load forever
+        raise CheckpointError(f"{path}: cannot load checkpoint (not a regular file)")
     try:
         with warnings.catch_warnings():  # torch warns about foreign pickles before refusing them
             warnings.simplefilter("ignore")

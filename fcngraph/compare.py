@@ -83,6 +83,8 @@ def read_run(run_dir: Path) -> RunRecord:
     if not run_dir.is_dir():
         return RunRecord(run_dir.name, run_dir, "missing", "no such run directory")
     try:
+        if (run_dir / "spec.json").exists() and not (run_dir / "spec.json").is_file():
+            raise ValueError("not a regular file")  # a FIFO: reading would wait forever
         doc = parse_json((run_dir / "spec.json").read_text(encoding="utf-8"))
         if not isinstance(doc, dict):  # a JSON string would be taken for a spec file's path
             raise ValueError("not a JSON object")

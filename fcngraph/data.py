@@ -170,6 +170,8 @@ def read_classes(root: Path) -> tuple[list[str] | None, list[tuple[int, int, int
 
 def _open(path: Path, max_pixels: int, what: str) -> Image.Image:
     """Open without decoding, refusing files whose header promises more than max_pixels."""
+    if path.exists() and not path.is_file():  # a folder, or a FIFO that open() would wait on forever
+        raise DataError(f"{path}: unreadable {what} (not a regular file)")
     try:
         with warnings.catch_warnings():  # PIL's own bomb warning: max_pixels below decides instead
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)

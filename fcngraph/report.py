@@ -101,6 +101,8 @@ def eval_columns(run_dir: Path) -> dict[str, float]:
     """'mIoU (test)', 'mIoU (test-tta)', ... from the run's eval-<split>[-tta].json files."""
     columns = {}
     for path in sorted(run_dir.glob("eval-*.json")) if run_dir.is_dir() else []:
+        if not path.is_file():  # a folder or a FIFO (reading it would wait forever)
+            continue
         try:
             columns[f"mIoU ({path.stem[len('eval-'):]})"] = float(parse_json(path.read_text(encoding="utf-8"))["miou"])
         except (OSError, ValueError, KeyError, TypeError):  # a broken file is left out, not fatal

@@ -566,3 +566,28 @@ def test_garbled_per_image_counts_leave_the_statistics_out_of_a_report(two_seeds
 def test_the_two_seeds_report_has_statistics(two_seeds, tmp_path, capsys):
     status, out, err = _cli(capsys, ["report", *two_seeds, "-o", tmp_path / "report"])
     assert status == 0 and err == "" and (tmp_path / "report" / "stats.json").is_file()
+
+
+@pytest.mark.parametrize("where", ["data/masks/s4.png", "run/spec.json", "run/eval-val.json", "stopped/last.pt"])
+def test_a_fifo_where_a_file_belongs_is_no_hang(trained, stopped, tmp_path, where):
+    """open() of a FIFO waits for a writer forever: every command refused such a file or hung."""
+    import os
+    import shutil
+
+    from tests.fuzzing_files import HANG, call_cli
+
+    spec, data, run = trained
+    folder, name = where.split("/", 1)
+    if folder == "stopped":
+        spec, data, run = stopped
+    copy = {"data": tmp_path / "data", "run": tmp_path / "runs" / run.name, "stopped": tmp_path / "runs" / run.name}
+    shutil.copytree(data if folder == "data" else run, copy[folder])
+    (copy[folder] / name).unlink(missing_ok=True)
+    os.mkfifo(copy[folder] / name)
+    argv = {"data": ["run", spec, "--data", copy["data"], "--runs", tmp_path / "runs", "--quiet"],
+            "run": ["report", copy["run"], "-o", tmp_path / "report"],
+            "stopped": ["run", spec, "--data", data, "--runs", tmp_path / "runs", "--quiet", "--resume"]}[folder]
+    status, err = call_cli([str(a) for a in argv], timeout=30)
+    assert status != HANG
+    if name != "eval-val.json":  # a broken eval file is left out of the report
+        assert status == EXIT_INPUT and err.count("\n") == 1 and "not a regular file" in err
