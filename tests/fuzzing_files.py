@@ -198,8 +198,8 @@ def clear(path: Path) -> Path:
 
 
 def corrupt_bytes(path: Path, rng: random.Random) -> str:
-    """Truncate, garble, empty, flip bytes of, or replace by a directory, the file at `path`."""
-    kind = rng.choice(["truncate", "truncate", "flip", "flip", "garbage", "zero", "directory", "not utf-8"])
+    """Truncate, garble, empty, flip bytes of, or replace by a directory or a FIFO, the file at `path`."""
+    kind = rng.choice(["truncate", "truncate", "flip", "flip", "garbage", "zero", "directory", "not utf-8", "fifo"])
     data = path.read_bytes() if path.is_file() else b""
     clear(path)
     if kind == "truncate" and data:
@@ -216,6 +216,8 @@ def corrupt_bytes(path: Path, rng: random.Random) -> str:
         (path / "inside.txt").write_text("x")
     elif kind == "not utf-8":
         path.write_bytes(b"\xff\xfe\x00bad \xc3\x28 " + data[:40])
+    elif kind == "fifo":  # opening it for reading waits for a writer: a hang unless refused
+        os.mkfifo(path)
     else:
         path.write_bytes(b"")
         kind = "zero"
@@ -244,6 +246,8 @@ def _pick(rng: random.Random, paths: list[Path], fallback: Path) -> Path:
 
 
 def _size_of(path: Path) -> tuple[int, int]:
+    if not path.is_file():  # a folder or a FIFO left by an earlier mutation
+        return 16, 16
     try:
         with Image.open(path) as img:
             return img.height, img.width
@@ -423,6 +427,8 @@ DEAD_PIDS = ["", "garbage", "0", "-1", "-7", "4194304", "99999999999999999999", 
 
 
 def _json_or_none(path: Path):
+    if not path.is_file():
+        return None
     try:
         return json.loads(path.read_text())
     except Exception:  # noqa: BLE001
@@ -462,9 +468,18 @@ def _hostile_checkpoint(state, rng: random.Random):
     return state
 
 
-def run_mutation(run: Path, rng: random.Random, others: list[Path]) -> str:
-    """One corruption of the run folder `run`; returns what it did."""
-    name = rng.choice(RUN_FILES)
+READ_BY = {  # the files of a run folder each command reads (a case corrupts these more often)
+    "eval": ["best.pt", "last.pt"], "predict": ["best.pt"], "export": ["best.pt"], "init-from": ["best.pt"],
+    "run": ["summary.json", "last.pt", "lock", "class_weights.json", "spec.json"],
+    "compare": ["summary.json", "last.pt", "lock", "metrics.jsonl", "per-image-val.npz", "latency.json", "best.pt"],
+    "report": ["summary.json", "metrics.jsonl", "spec.json", "per-image-val.npz", "best.pt", "eval-val.json",
+               "latency.json", "failed.txt"],
+}
+
+
+def run_mutation(run: Path, rng: random.Random, others: list[Path], command: str = "report") -> str:
+    """One corruption of the run folder `run` (mostly of a file `command` reads); returns what it did."""
+    name = rng.choice(READ_BY[command] if rng.random() < 0.7 else RUN_FILES)
     path = run / name
     kind = rng.choice(["bytes", "bytes", "content", "content", "content", "delete", "swap"])
     if name == "lock":
@@ -531,6 +546,8 @@ def run_mutation(run: Path, rng: random.Random, others: list[Path]) -> str:
     if name.endswith(".npz"):
         arrays = {}
         try:
+            if not path.is_file():
+                raise OSError("not a regular file")
             with np.load(path, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
         except Exception:  # noqa: BLE001
@@ -568,10 +585,10 @@ def fuzz_runs(fx: Fixtures, rng: random.Random, tmp: Path, timeout: float = TIME
     copies = {key: runs / getattr(fx, key).name for key in ("finished", "finished_seed1", "stopped")}
     key = rng.choice(["finished", "finished", "finished_seed1", "stopped"])
     run = copies[key]
-    mutations = [run_mutation(run, rng, [p for p in copies.values() if p != run])
+    command = rng.choice(["report", "report", "eval", "predict", "run", "run", "compare", "export", "init-from"])
+    mutations = [run_mutation(run, rng, [p for p in copies.values() if p != run], command)
                  for _ in range(rng.choice([1, 1, 2, 3]))]
     spec = {"finished": fx.spec, "finished_seed1": fx.spec_seed1, "stopped": fx.spec_long}[key]
-    command = rng.choice(["report", "report", "eval", "predict", "run", "run", "compare", "export", "init-from"])
     if command == "report":
         partner = rng.choice([[], [copies["finished_seed1"] if key != "finished_seed1" else copies["finished"]],
                               [copies["stopped"]]])
