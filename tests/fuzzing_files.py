@@ -386,7 +386,10 @@ def data_mutation(root: Path, rng: random.Random) -> str:
 DATA_SETS = [[], [], [], ["--skip-bad"], ["--set", "data.max_pixels=300"], ["--set", "data.cache=false"],
              ["--set", "data.pad=false"], ["--set", "train.crop_size=8"],
              ["--set", "train.class_weights=\"median_frequency\""], ["--set", "train.scale_range=[0.5, 1.5]"],
-             ["--set", "train.workers=1"]]
+             ["--set", "train.workers=1"],
+             ["--set", "input.channels=1", "--set", "data.mean=[0.5]", "--set", "data.std=[0.25]"],  # grayscale
+             ["--set", "input.channels=4", "--set", "data.mean=[0.5,0.5,0.5,0.5]",
+              "--set", "data.std=[0.25,0.25,0.25,0.25]"]]  # RGBA
 
 
 def fuzz_data(fx: Fixtures, rng: random.Random, tmp: Path, timeout: float = TIMEOUT_S) -> Outcome:
