@@ -132,7 +132,7 @@ class Fixtures:
 
 def build_fixtures(root: Path) -> Fixtures:
     """Data folders and trained runs that every case starts from (a few seconds, once per process)."""
-    from fcngraph.train import load_checkpoint, save_checkpoint
+    from fcngraph.checkpoint import load_checkpoint, save_checkpoint
 
     root = Path(root)
     shutil.rmtree(root, ignore_errors=True)
@@ -532,7 +532,7 @@ def run_mutation(run: Path, rng: random.Random, others: list[Path], command: str
     if name.endswith(".pt"):
         import torch
 
-        from fcngraph.train import load_checkpoint, save_checkpoint
+        from fcngraph.checkpoint import load_checkpoint, save_checkpoint
 
         try:
             state = load_checkpoint(path)

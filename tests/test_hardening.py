@@ -421,7 +421,7 @@ def test_a_lock_of_a_live_process_is_still_refused(tmp_path):
 @pytest.fixture(scope="module")
 def stopped(tmp_path_factory):
     """A 2-epoch run of the tiny spec stopped after its first epoch (last.pt rewound, no summary)."""
-    from fcngraph.train import load_checkpoint, save_checkpoint
+    from fcngraph.checkpoint import load_checkpoint, save_checkpoint
 
     from .conftest import make_folder
 
@@ -452,7 +452,7 @@ def test_a_garbled_last_checkpoint_is_one_line_on_resume(stopped, tmp_path, caps
 
     import torch
 
-    from fcngraph.train import load_checkpoint, save_checkpoint
+    from fcngraph.checkpoint import load_checkpoint, save_checkpoint
 
     spec, data, run = stopped
     copy = tmp_path / "runs" / run.name
@@ -478,7 +478,7 @@ def test_the_stopped_run_resumes(stopped, tmp_path, capsys):
 
 @pytest.mark.parametrize("epoch", ["x", None, -5, True, 2.5])
 def test_eval_of_a_checkpoint_with_a_garbled_epoch(trained, tmp_path, capsys, epoch):
-    from fcngraph.train import load_checkpoint, save_checkpoint
+    from fcngraph.checkpoint import load_checkpoint, save_checkpoint
 
     _, _, run = _copy_run(trained, tmp_path)
     state = load_checkpoint(run / "best.pt")
@@ -500,7 +500,7 @@ def test_eval_of_a_checkpoint_with_a_garbled_epoch(trained, tmp_path, capsys, ep
 def test_garbled_class_names_or_palette_in_a_checkpoint(trained, tmp_path, capsys, key, value, message, command):
     import torch
 
-    from fcngraph.train import load_checkpoint, save_checkpoint
+    from fcngraph.checkpoint import load_checkpoint, save_checkpoint
 
     _, data, run = _copy_run(trained, tmp_path)
     state = load_checkpoint(run / "best.pt")
@@ -516,7 +516,7 @@ def test_garbled_class_names_or_palette_in_a_checkpoint(trained, tmp_path, capsy
 def test_a_report_with_a_garbled_best_checkpoint_is_one_line(trained, tmp_path, capsys, payload):
     import torch
 
-    from fcngraph.train import load_checkpoint, save_checkpoint
+    from fcngraph.checkpoint import load_checkpoint, save_checkpoint
 
     _, _, run = _copy_run(trained, tmp_path)
     state = load_checkpoint(run / "best.pt")
