@@ -591,7 +591,10 @@ def describe_os_error(exc: OSError) -> str:
 
 
 def os_error_status(exc: OSError) -> int:
-    """A path the user named that is missing or of the wrong kind is input; the rest is the machine."""
+    """A path the user named (or a split file lists) that is missing, of the wrong kind, too long
+    or a loop of links is input; the rest is the machine."""
+    import errno
+
     if isinstance(exc, (FileNotFoundError, IsADirectoryError, NotADirectoryError)):
         return EXIT_INPUT
-    return EXIT_ENVIRONMENT
+    return EXIT_INPUT if exc.errno in (errno.ENAMETOOLONG, errno.ELOOP) else EXIT_ENVIRONMENT

@@ -591,3 +591,13 @@ def test_a_fifo_where_a_file_belongs_is_no_hang(trained, stopped, tmp_path, wher
     assert status != HANG
     if name != "eval-val.json":  # a broken eval file is left out of the report
         assert status == EXIT_INPUT and err.count("\n") == 1 and "not a regular file" in err
+
+
+def test_a_split_stem_too_long_for_a_file_name_is_input(tmp_path, capsys):
+    from .conftest import make_folder
+
+    data = make_folder(tmp_path / "data", n=6, size=(8, 8))
+    (data / "splits" / "train.txt").write_text("x" * 300 + "\n")
+    spec = _write(tmp_path, {**tiny_spec(), "train": {"epochs": 1, "batch_size": 2, "device": "cpu"}})
+    status, _, err = _cli(capsys, ["run", spec, "--data", data, "--runs", tmp_path / "runs", "--quiet"])
+    assert status == EXIT_INPUT and err.count("\n") == 1 and "File name too long" in err  # was 3, "the machine"
