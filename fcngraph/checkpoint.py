@@ -8,7 +8,6 @@ summary. Writes are atomic: a kill leaves the previous file whole.
 from __future__ import annotations
 
 import io
-import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ import torch
 
 from .compile import compile_spec
 from .errors import FcngraphError
-from .io import atomic_write
+from .io import atomic_write, parse_json
 from .spec import Spec, load_spec
 
 
@@ -45,6 +44,8 @@ def run_checkpoint(model: torch.nn.Module, epoch: int, spec: Spec, classes: list
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
     """What a checkpoint file holds (a file that cannot be read is a one-line error);
     weights_only=True refuses pickles that would run code."""
+    if Path(path).exists() and not Path(path).is_file():  # a FIFO would block torch.load forever
+        raise CheckpointError(f"{path}: cannot load checkpoint (not a regular file)")
     try:
         with warnings.catch_warnings():  # torch warns about foreign pickles before refusing them
             warnings.simplefilter("ignore")
@@ -100,8 +101,18 @@ class Trained:
 
     @property
     def extras(self) -> dict[str, Any]:
-        """The class names and palette the run trained with, where the checkpoint has them."""
-        return {key: self.state[key] for key in ("classes", "palette") if self.state.get(key)}
+        """The class names and palette the run trained with, where the checkpoint has them; names or
+        colours that are not one name / one [r, g, b] in 0..255 per class are a one-line error."""
+        extras = {key: self.state[key] for key in ("classes", "palette") if self.state.get(key) not in (None, [])}
+        classes, palette, n = extras.get("classes"), extras.get("palette"), self.spec.num_classes
+        if classes is not None and (not isinstance(classes, list) or len(classes) != n
+                                    or not all(isinstance(c, str) for c in classes)):
+            raise CheckpointError(f"{self.path}: its 'classes' are not {n} class names")
+        if palette is not None and (not isinstance(palette, list) or len(palette) < n or not all(
+                isinstance(c, list) and len(c) == 3 and all(type(v) is int and 0 <= v <= 255 for v in c)
+                for c in palette)):
+            raise CheckpointError(f"{self.path}: its 'palette' is not one [r, g, b] (0..255) per class")
+        return extras
 
 
 def load_trained(source: Path, which: str = "best", device: torch.device | str = "cpu") -> Trained:
@@ -130,9 +141,50 @@ def read_summary(run_dir: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        summary = parse_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: unreadable summary ({exc}); delete it to rerun") from None
-    if not isinstance(summary, dict) or not isinstance(summary.get("miou"), (int, float)):
-        raise CheckpointError(f"{path}: not a run summary (no 'miou'); delete it to rerun")
+    problem = summary_problem(summary)
+    if problem:
+        raise CheckpointError(f"{path}: not a run summary ({problem}); delete it to rerun")
     return summary
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def is_history_row(row: Any) -> bool:
+    """A metrics row as training writes it: an integer epoch, numbers, and per-class lists of
+    numbers under 'iou' and 'acc'."""
+    def fits(key: str, value: Any) -> bool:
+        if key in ("iou", "acc"):
+            return isinstance(value, list) and all(is_number(x) for x in value)
+        return is_number(value)
+
+    return (isinstance(row, dict) and isinstance(row.get("epoch"), int) and not isinstance(row["epoch"], bool)
+            and all(fits(k, v) for k, v in row.items()))
+
+
+def summary_problem(summary: Any) -> str | None:
+    """What makes `summary` unusable by the commands that read it (the scores are numbers, classes
+    names, iou one number per class, the confusion matrix square), or None."""
+    if not isinstance(summary, dict):
+        return "not a JSON object"
+    for key in ("miou", "pixel_acc", "mean_acc", "fwiou"):
+        if not is_number(summary.get(key)):
+            return f"'{key}' is not a number"
+    for key in ("best_miou", "best_epoch", "last_epoch", "last_miou", "epochs", "train_s"):
+        if key in summary and not is_number(summary[key]):
+            return f"'{key}' is not a number"
+    classes, iou, confusion = summary.get("classes"), summary.get("iou"), summary.get("confusion")
+    if classes is not None and (not isinstance(classes, list) or not all(isinstance(c, str) for c in classes)):
+        return "'classes' is not a list of names"
+    if iou is not None and (not isinstance(iou, list) or not all(is_number(v) for v in iou)
+                            or classes is not None and len(iou) != len(classes)):
+        return "'iou' is not one number per class"
+    if confusion is not None and (not isinstance(confusion, list) or any(
+            not isinstance(row, list) or len(row) != len(confusion) or not all(is_number(v) for v in row)
+            for row in confusion)):
+        return "'confusion' is not a square matrix of numbers"
+    return None

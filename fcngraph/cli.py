@@ -335,7 +335,12 @@ def _report(records, output: str, comparison=None, title: str = "fcngraph compar
         print(leader_line(comparison))
         for difference in comparison.differences.values():
             print(difference.sentence())
-    return 1 if any(r.status == "failed" for r in records) else 0
+    failed = [r for r in records if r.status == "failed"]
+    if failed:  # the report is written; the exit status still says that a run is unusable
+        first = " ".join(f"{failed[0].name}: {failed[0].note}".split())[:200]
+        raise FcngraphError(f"{len(failed)} of {len(records)} run(s) failed ({first}); "
+                            f"{output}/report.md marks {'them' if len(failed) > 1 else 'it'}")
+    return 0
 
 
 def is_experiment(path: str) -> bool:
@@ -396,14 +401,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def statistics_or_none(grid, baseline):
-    """Paired statistics, or None (said on stderr) when the runs cannot be paired, e.g. variants
+    """Paired statistics, or None (said in a note) when the runs cannot be paired, e.g. variants
     validated on different images: the report is still written, without a statistics section."""
     from .compare import statistics
 
     try:
         return statistics(grid, baseline)
     except FcngraphError as exc:
-        print(f"fcngraph: no statistics: {exc}", file=sys.stderr)
+        print(f"note: no statistics: {exc}")  # stdout, with the report's other notes: stderr holds errors only
         return None
 
 
@@ -562,6 +567,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 is printed as \udcff, not raised on
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -600,7 +608,10 @@ def describe_os_error(exc: OSError) -> str:
 
 
 def os_error_status(exc: OSError) -> int:
-    """A path the user named that is missing or of the wrong kind is input; the rest is the machine."""
+    """A path the user named (or a split file lists) that is missing, of the wrong kind, too long
+    or a loop of links is input; the rest is the machine."""
+    import errno
+
     if isinstance(exc, (FileNotFoundError, IsADirectoryError, NotADirectoryError)):
         return EXIT_INPUT
-    return EXIT_ENVIRONMENT
+    return EXIT_INPUT if exc.errno in (errno.ENAMETOOLONG, errno.ELOOP) else EXIT_ENVIRONMENT

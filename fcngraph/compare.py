@@ -19,11 +19,18 @@ from typing import Any
 import torch
 
 from .bench import alternate, forward_step, median
-from .checkpoint import CheckpointError, checkpoint_path, load_checkpoint, read_summary
+from .checkpoint import (
+    CheckpointError,
+    checkpoint_path,
+    is_history_row,
+    load_checkpoint,
+    read_summary,
+    require_checkpoint,
+)
 from .compile import compile_spec
 from .data import Splits, make_splits
 from .errors import FcngraphError
-from .io import atomic_write_text
+from .io import atomic_write_text, parse_json
 from .shapes import analyze
 from .spec import Spec, load_spec
 from .train import run_dir_for, train_spec
@@ -59,11 +66,14 @@ def _read_history(run_dir: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     rows = []
-    for line in path.read_text().splitlines():
+    for line in path.read_bytes().decode("utf-8", errors="replace").splitlines():
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
+            row = parse_json(line)
+        except ValueError:
             break  # a torn last line of a killed run
+        if not is_history_row(row):
+            break  # nor is anything after a line that is not a metrics row
+        rows.append(row)
     return rows
 
 
@@ -73,11 +83,19 @@ def read_run(run_dir: Path) -> RunRecord:
     if not run_dir.is_dir():
         return RunRecord(run_dir.name, run_dir, "missing", "no such run directory")
     try:
-        spec = load_spec(json.loads((run_dir / "spec.json").read_text()))
+        if (run_dir / "spec.json").exists() and not (run_dir / "spec.json").is_file():
+            raise ValueError("not a regular file")  # a FIFO: reading would wait forever
+        doc = parse_json((run_dir / "spec.json").read_text(encoding="utf-8"))
+        if not isinstance(doc, dict):  # a JSON string would be taken for a spec file's path
+            raise ValueError("not a JSON object")
+        spec = load_spec(doc, file=str(run_dir / "spec.json"))
     except (OSError, ValueError, FcngraphError) as exc:
         return RunRecord(run_dir.name, run_dir, "failed", f"spec.json unreadable: {str(exc).splitlines()[0]}")
     history = _read_history(run_dir)
-    summary = read_summary(run_dir)
+    try:
+        summary = read_summary(run_dir)
+    except FcngraphError as exc:
+        return RunRecord(spec.name, run_dir, "failed", str(exc), spec, {}, history)
     if summary is not None:
         start = f"from {Path(spec.train.init).name}" if spec.train.init else ""  # a staged run says its start
         return RunRecord(spec.name, run_dir, "complete", start, spec, summary, history)
@@ -85,7 +103,8 @@ def read_run(run_dir: Path) -> RunRecord:
     last = {**(evaluated[-1] if evaluated else {}), "classes": None}
     failure = run_dir / "failed.txt"
     if failure.is_file():
-        return RunRecord(spec.name, run_dir, "failed", failure.read_text().strip(), spec, last, history)
+        note = failure.read_bytes().decode("utf-8", errors="replace").strip()
+        return RunRecord(spec.name, run_dir, "failed", note, spec, last, history)
     done = f"after epoch {history[-1]['epoch']}" if history else "before its first epoch"
     return RunRecord(spec.name, run_dir, "incomplete", f"stopped {done}", spec, last, history)
 
@@ -149,8 +168,13 @@ def latency_ms(record: RunRecord, size: tuple[int, int], device: str = "cpu", ba
     backend = backend or ("torch" if device != "cpu" else default_backend())
     cache_path = record.path / "latency.json"
     key = f"{device}:{backend}:{size[0]}x{size[1]}:threads={torch.get_num_threads()}"
-    cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
-    if key not in cache:
+    try:
+        cache = parse_json(cache_path.read_text(encoding="utf-8")) if cache_path.is_file() else {}
+    except (OSError, ValueError):
+        cache = {}  # a cache that cannot be read is measured again
+    if not isinstance(cache, dict):
+        cache = {}
+    if not isinstance(cache.get(key), (int, float)) or isinstance(cache[key], bool):
         model = on_backend(compile_spec(record.spec, device).eval(), backend, record.spec.input.channels, device)
         x = torch.randn(1, record.spec.input.channels, *size, device=device)  # [1, C, H, W]
         step = forward_step(model, x)
@@ -178,7 +202,11 @@ def _trained_net(record: RunRecord, path: Path) -> torch.nn.Module:
     from .sizing import PadToValid
 
     model = compile_spec(record.spec).eval()
-    model.load_state_dict(load_checkpoint(path)["model"])
+    try:
+        model.load_state_dict(require_checkpoint(load_checkpoint(path), path)["model"])
+    except (RuntimeError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path}: weights do not fit the run's spec '{record.spec.name}' "
+                              f"({' '.join(str(exc).split())[:200]})") from None
     return PadToValid(model, record.spec)
 
 
@@ -203,7 +231,7 @@ def per_image_counts(record: RunRecord, splits: Splits) -> dict[str, Any] | None
                                     record.spec.num_classes, "cpu", record.spec.data.ignore_index,
                                     splits.val_stems)
         per_image.save(record.path / f"per-image-{split}.npz")
-    counts = load_per_image(record.path, split)
+    counts = load_per_image(record.path, split, record.spec.num_classes)
     return {"ids": counts["stems"], "tp": counts["tp"], "gt": counts["gt"], "pred": counts["pred"]}
 
 

@@ -8,8 +8,8 @@ or a plain images/ + masks/ pair. Bad files are reported by name before training
 from __future__ import annotations
 
 import hashlib
-import json
 import math
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +21,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from .errors import DataError
+from .io import parse_json
 from .settings import DataSettings, TrainSettings
 
 SYNTHETIC_CLASSES = ["background", "box", "disc", "triangle", "line", "ring"]
@@ -151,18 +152,26 @@ def read_classes(root: Path) -> tuple[list[str] | None, list[tuple[int, int, int
     if not path.is_file():
         return None, None
     try:
-        meta = json.loads(read_text(path))
+        meta = parse_json(read_text(path))
+        if not isinstance(meta.get("classes"), list):
+            raise TypeError("'classes' must be a list of names")
         classes = [str(c) for c in meta["classes"]]
-        palette = [tuple(int(v) for v in c) for c in meta.get("palette", [])] or None
-        if palette is not None and (len(palette) < len(classes) or any(len(c) != 3 for c in palette)):
-            raise TypeError("palette needs one [r, g, b] per class")
+        palette = meta.get("palette") or None
+        if palette is not None:
+            if not isinstance(palette, list) or len(palette) < len(classes) or any(
+                    not isinstance(c, list) or len(c) != 3 or not all(type(v) is int and 0 <= v <= 255 for v in c)
+                    for c in palette):
+                raise TypeError("palette needs one [r, g, b] per class, integers 0..255")
+            palette = [tuple(c) for c in palette]
         return classes, palette
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise DataError(f"{path}: not a classes file ({exc})") from None
 
 
 def _open(path: Path, max_pixels: int, what: str) -> Image.Image:
     """Open without decoding, refusing files whose header promises more than max_pixels."""
+    if path.exists() and not path.is_file():  # a folder, or a FIFO that open() would wait on forever
+        raise DataError(f"{path}: unreadable {what} (not a regular file)")
     try:
         with warnings.catch_warnings():  # PIL's own bomb warning: max_pixels below decides instead
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -394,8 +403,9 @@ def data_identity(data: DataSettings) -> str:
             digest.update(rel.encode() + b"\0" + (root / rel).read_bytes() + b"\0")
     for sub in ("images", "JPEGImages", "masks", "SegmentationClass"):
         if (root / sub).is_dir():  # names and sizes: cheap, and catch replaced files
-            for f in sorted((root / sub).iterdir()):
-                digest.update(f"{sub}/{f.name}:{f.stat().st_size}\n".encode())
+            for f in sorted((root / sub).iterdir()):  # names as bytes: a name need not be UTF-8
+                size = f.stat().st_size if f.exists() else -1  # a dangling link is no error here
+                digest.update(os.fsencode(f"{sub}/{f.name}") + f":{size}\n".encode())
     return digest.hexdigest()[:12]
 
 

@@ -63,16 +63,28 @@ class PerImage:
         return frame.to_csv(index=False)
 
 
-def load_per_image(run_dir: Path, split: str) -> dict[str, np.ndarray]:
-    """The per-image counts an eval or a validation wrote: stems [N], tp/gt/pred [N, C]."""
+def load_per_image(run_dir: Path, split: str, num_classes: int | None = None) -> dict[str, np.ndarray]:
+    """The per-image counts an eval or a validation wrote: stems [N], tp/gt/pred [N, C] (C =
+    num_classes when given); a file that is not that is a one-line DataError."""
+    import zipfile
+    import zlib
+
     path = Path(run_dir) / f"per-image-{split}.npz"
     if not path.is_file():
         raise DataError(f"{path}: no per-image counts; run `fcngraph eval {run_dir} --split {split}`")
     try:
         with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in ("stems", "tp", "gt", "pred")}
-    except (OSError, ValueError, KeyError) as exc:
-        raise DataError(f"{path}: unreadable per-image counts ({exc})") from None
+            counts = {k: z[k] for k in ("stems", "tp", "gt", "pred")}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise DataError(f"{path}: unreadable per-image counts ({' '.join(str(exc).split())[:200]})") from None
+    stems, tp, gt, pred = (counts[k] for k in ("stems", "tp", "gt", "pred"))
+    shape = (len(stems), num_classes or (tp.shape[-1] if tp.ndim == 2 else 0))
+    if (stems.ndim != 1 or stems.dtype.kind != "U" or not len(stems) or shape[1] < 1
+            or any(a.shape != shape or a.dtype.kind not in "iu" or (a < 0).any() for a in (tp, gt, pred))
+            or (tp > np.minimum(gt, pred)).any()):
+        raise DataError(f"{path}: not per-image counts (expected image names [N] and tp <= gt, pred: "
+                        f"non-negative integers [N, {num_classes or 'C'}])")
+    return counts
 
 
 # -- inference with TTA and tiles --------------------------------------------------------------------
@@ -211,7 +223,9 @@ def evaluate_run(source: Path, split: str = "val", data_path: str | None = None,
     scores = confusion.compute()
     run_dir = ckpt.parent
     tag = f"{split}-tta" if how.tta else split
-    result = {"spec": spec.name, "checkpoint": ckpt.name, "epoch": int(state.get("epoch", -1)) + 1,
+    epoch = state.get("epoch")  # a hand-made checkpoint may have none, or no integer
+    epoch = epoch + 1 if isinstance(epoch, int) and not isinstance(epoch, bool) and epoch >= 0 else 0
+    result = {"spec": spec.name, "checkpoint": ckpt.name, "epoch": epoch,
               "backend": "torch" if net is model else "onnxruntime",
               "split": split, "data": str(data_path or spec.data.path or "synthetic"), "images": len(stems),
               "tta": {"flip": how.flip, "scales": list(how.scales)}, "tile": how.tile, "overlap": how.overlap,

@@ -17,7 +17,7 @@ from .checkpoint import load_trained
 from .compile import compile_spec
 from .errors import FcngraphError
 from .infer import Predictor, make_runner, onnx_bytes, size_fit
-from .io import atomic_write, atomic_write_text
+from .io import atomic_write, atomic_write_text, parse_json
 from .shapes import analyze
 from .spec import Spec, load_spec
 
@@ -93,11 +93,11 @@ def export_onnx(spec: Spec, path: Path, size: tuple[int, int] = (224, 224), opse
 def read_sidecar(onnx: Path) -> dict[str, Any]:
     path = sidecar_path(onnx)
     try:
-        meta = json.loads(path.read_text())
+        meta = parse_json(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise FcngraphError(f"{path}: missing; an exported model needs its sidecar (fcngraph export writes "
                             "both)") from None
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:
         raise FcngraphError(f"{path}: not a sidecar ({exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != SIDECAR_FORMAT:
         raise FcngraphError(f"{path}: not a {SIDECAR_FORMAT} sidecar")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 
 def _umask() -> int:
@@ -35,9 +37,25 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
 
 
 def atomic_write_text(path: Path, text: str) -> Path:
-    return atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
+    """UTF-8; a file name that is not UTF-8 (a lone surrogate in Python) is written as \\udcff."""
+    return atomic_write(path, lambda handle: handle.write(text.encode("utf-8", errors="backslashreplace")))
 
 
 def safe_stem(name: str) -> str:
-    """`name` made safe as a file name: characters other than letters, digits and ._+- become '_'."""
-    return re.sub(r"[^A-Za-z0-9._+-]+", "_", name).strip("._") or "unnamed"
+    """`name` made safe as a file name: characters other than letters, digits and ._+- become '_'.
+    A name that this changes (or cuts to 100 characters), or that holds capitals (a case-insensitive
+    disk folds them), gets '~' and a hash of the name appended, so distinct names never share a file
+    ('a b' and 'a_b', 'Net' and 'net'): a name kept as it is has no '~', two changed ones differ by hash."""
+    stem = (re.sub(r"[^A-Za-z0-9._+-]+", "_", name).strip("._") or "unnamed")[:100]  # file names end at 255 bytes
+    if stem != name or name != name.lower():
+        stem += "~" + hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return stem
+
+
+def parse_json(text: str) -> Any:
+    """json.loads, where JSON nested too deeply for the parser is a ValueError like any other bad JSON
+    (callers that report bad JSON as one line then report this too)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None

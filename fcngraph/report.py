@@ -29,7 +29,7 @@ from .compare import RunRecord, data_key, distinct_names, eval_size, gflops, lat
 from .data import Splits
 from .diagram import layout, svg_text, to_dot
 from .errors import FcngraphError
-from .io import atomic_write, atomic_write_text, safe_stem
+from .io import atomic_write, atomic_write_text, parse_json, safe_stem
 from .shapes import Analysis, analyze
 
 QUALITATIVE_IMAGES = 4
@@ -101,8 +101,10 @@ def eval_columns(run_dir: Path) -> dict[str, float]:
     """'mIoU (test)', 'mIoU (test-tta)', ... from the run's eval-<split>[-tta].json files."""
     columns = {}
     for path in sorted(run_dir.glob("eval-*.json")) if run_dir.is_dir() else []:
+        if not path.is_file():  # a folder or a FIFO (reading it would wait forever)
+            continue
         try:
-            columns[f"mIoU ({path.stem[len('eval-'):]})"] = float(json.loads(path.read_text())["miou"])
+            columns[f"mIoU ({path.stem[len('eval-'):]})"] = float(parse_json(path.read_text(encoding="utf-8"))["miou"])
         except (OSError, ValueError, KeyError, TypeError):  # a broken file is left out, not fatal
             continue
     return columns
@@ -231,7 +233,8 @@ def curves_figure(records: list[RunRecord], seeds: dict[str, list[RunRecord]] | 
                 ax.fill_between(epochs, values.min(0), values.max(0), color=line.get_color(), alpha=0.2, linewidth=0)
     loss_ax.set(xlabel="epoch", ylabel="training loss", yscale="log", title="loss")
     miou_ax.set(xlabel="epoch", ylabel="val mIoU", title="validation mIoU (band: min–max over seeds)")
-    miou_ax.legend(fontsize=8)
+    if miou_ax.get_legend_handles_labels()[0]:  # no run has a history: no legend (matplotlib warns on stderr)
+        miou_ax.legend(fontsize=8)
     for ax in (loss_ax, miou_ax):
         ax.grid(alpha=0.3)
     return figure
@@ -380,7 +383,7 @@ def _picks(records: list[RunRecord], comparison) -> list[tuple[int, str]] | None
         return None
     from .evaluate import load_per_image
 
-    per_image = {r.name: load_per_image(r.path, r.spec.data.val_split) for r in records
+    per_image = {r.name: load_per_image(r.path, r.spec.data.val_split, r.spec.num_classes) for r in records
                  if r.name in comparison.summaries and r.spec is not None
                  and (r.path / f"per-image-{r.spec.data.val_split}.npz").is_file()}
     if comparison.baseline not in per_image:

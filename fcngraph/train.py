@@ -8,6 +8,7 @@ where an uninterrupted run would (per-epoch seeding). Under torchrun: DDP, and r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -25,12 +26,20 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Subset
 
-from .checkpoint import load_resumable, read_summary, run_checkpoint, save_checkpoint
+from .checkpoint import (
+    CheckpointError,
+    is_history_row,
+    is_number,
+    load_resumable,
+    read_summary,
+    run_checkpoint,
+    save_checkpoint,
+)
 from .compile import compile_spec
 from .data import Splits, class_frequencies, class_weights, data_identity, make_splits, pad_collate
 from .errors import FcngraphError
 from .evaluate import autocast, score_loader
-from .io import atomic_write_text, safe_stem
+from .io import atomic_write_text, parse_json, safe_stem
 from .metrics import ConfusionMatrix
 from .settings import TrainSettings
 from .shapes import analyze
@@ -99,14 +108,18 @@ class RunLock:
         raise TrainingError(f"{self.path}: cannot take the run lock")
 
     def _holder(self) -> int | None:
+        """The pid in the lock; None for one that names no other process (garbage, ≤ 0 — which
+        kill() reads as process groups —, too large, or this process's own: all stale)."""
         try:
-            return int(self.path.read_text().strip())
+            pid = int(self.path.read_text().strip())
         except (OSError, ValueError):
             return None
+        return pid if 0 < pid < 2**31 and pid != os.getpid() else None
 
     def __exit__(self, *exc: object) -> None:
-        if self._holder() == os.getpid():
-            self.path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError, ValueError):
+            if int(self.path.read_text().strip()) == os.getpid():
+                self.path.unlink(missing_ok=True)
 
 
 def _alive(pid: int) -> bool:
@@ -349,7 +362,7 @@ def run_class_weights(spec: Spec, splits, run_dir: Path) -> list[float] | None:
     path = run_dir / "class_weights.json"
     if path.is_file():
         try:
-            stored = json.loads(path.read_text(encoding="utf-8"))
+            stored = parse_json(path.read_text(encoding="utf-8"))
             if stored.get("kind") == kind and len(stored["weights"]) == spec.num_classes:
                 return [float(w) for w in stored["weights"]]
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
@@ -430,7 +443,7 @@ class Run:
         """Log a line, and append it with the time to <run dir>/log.txt."""
         if self.world.main:
             self.log(text)
-            with open(self.dir / "log.txt", "a", encoding="utf-8") as handle:
+            with open(self.dir / "log.txt", "a", encoding="utf-8", errors="backslashreplace") as handle:
                 handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
 
 
@@ -492,12 +505,23 @@ def build_model(run: Run, resuming: bool) -> tuple[torch.nn.Module, torch.nn.Mod
 
 def resume_from(run: Run, model: torch.nn.Module, optimizer: torch.optim.Optimizer
                 ) -> tuple[int, float, list[dict[str, Any]]]:
-    """Weights and optimiser state from last.pt; (first epoch to run, best val mIoU, metric rows)."""
-    state = load_resumable(run.dir / "last.pt", run.spec, run.device)
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    run.say(f"resuming {run.dir} after epoch {state['epoch'] + 1}")
-    return state["epoch"] + 1, state["best"], state["history"]
+    """Weights and optimiser state from last.pt; (first epoch to run, best val mIoU, metric rows).
+    A last.pt whose parts are not what training wrote is a one-line error."""
+    path = run.dir / "last.pt"
+    state = load_resumable(path, run.spec, run.device)
+    epoch, best, history = state["epoch"], state["best"], state["history"]
+    if not (isinstance(epoch, int) and not isinstance(epoch, bool) and epoch >= 0 and is_number(best)
+            and isinstance(history, list) and all(is_history_row(r) and is_number(r.get("train_s"))
+                                                  and is_number(r.get("images_per_s")) for r in history)):
+        raise CheckpointError(f"{path}: not a training checkpoint (its epoch, best score or history is garbled); "
+                              "delete it to start over")
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        raise CheckpointError(f"{path}: cannot resume from it ({' '.join(str(exc).split())[:200]})") from None
+    run.say(f"resuming {run.dir} after epoch {epoch + 1}")
+    return epoch + 1, float(best), history
 
 
 def loader_settings(run: Run) -> dict[str, Any]:

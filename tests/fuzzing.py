@@ -1,6 +1,7 @@
 """Bad-input fuzzing of the CLI: mutate a valid spec, run a command on it, classify the outcome.
 Beside specs: mutated train/data settings through `validate`, mutated flags and `--set` strings
-through argument parsing and the override loader, mutated experiment files through their loader.
+through argument parsing and the override loader, mutated experiment files through their loader;
+corrupt data folders and run folders through the commands that read them (tests/fuzzing_files.py).
 
 Input: a seed spec (JSON text) and a random source; output: an `Outcome` saying whether the CLI
 kept its promise (exit 0, or one `fcngraph: error:` line with a documented status) or broke it
@@ -247,9 +248,18 @@ def fuzz_experiment(rng: random.Random, tmp: Path) -> Outcome:
     return Outcome("experiment", status, err.getvalue(), mutation)
 
 
-def fuzz_any(seeds: list[dict], rng: random.Random, tmp: Path) -> Outcome:
-    """One case of any kind: mostly specs, then settings, flags and experiment files."""
-    kind = rng.choice(["spec", "spec", "settings", "flags", "experiment"])
+KINDS = ("spec", "spec", "settings", "flags", "experiment", "data", "runs")
+
+
+def fuzz_any(seeds: list[dict], rng: random.Random, tmp: Path, kinds: tuple[str, ...] = KINDS) -> Outcome:
+    """One case of one of `kinds` (a kind listed twice is drawn twice as often): specs, settings,
+    flags, experiment files, data folders or run folders (tests/fuzzing_files.py; their fixtures —
+    a dataset and three trained runs — are made under `tmp` on first use)."""
+    kind = rng.choice(kinds)
+    if kind in ("data", "runs"):
+        from tests.fuzzing_files import fixtures_in, fuzz_data, fuzz_runs
+
+        return (fuzz_data if kind == "data" else fuzz_runs)(fixtures_in(tmp), rng, tmp)
     if kind == "settings":
         return fuzz_settings(seeds, rng, tmp)
     if kind == "flags":

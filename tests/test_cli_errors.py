@@ -21,6 +21,8 @@ def _raising(exc: BaseException):
     (EnvironmentProblem("device cuda:3 is not available"), EXIT_ENVIRONMENT, "cuda:3"),
     (FileNotFoundError(errno.ENOENT, "No such file or directory", "x.json"), EXIT_INPUT, "x.json"),
     (IsADirectoryError(errno.EISDIR, "Is a directory", "out"), EXIT_INPUT, "out: Is a directory"),
+    (OSError(errno.ENAMETOOLONG, "File name too long", "images/xxx.jpg"), EXIT_INPUT, "File name too long"),
+    (OSError(errno.ELOOP, "Too many levels of symbolic links", "masks/a.png"), EXIT_INPUT, "masks/a.png"),
     (PermissionError(errno.EACCES, "Permission denied", "runs/a"), EXIT_ENVIRONMENT, "runs/a"),
     (OSError(errno.ENOSPC, "No space left on device", "runs/a/last.pt"), EXIT_ENVIRONMENT, "No space"),
     (MemoryError(), EXIT_ENVIRONMENT, "out of memory"),

@@ -1,5 +1,6 @@
-"""Mutated specs, settings, flags and experiment files through the CLI and its loaders: every
-outcome is success or one documented error line."""
+"""Mutated specs, settings, flags and experiment files through the CLI and its loaders, corrupt
+data and run folders through the commands that read them: every outcome is success or one
+documented error line, within a per-case timeout."""
 
 from __future__ import annotations
 
@@ -47,3 +48,31 @@ def test_mutated_settings_flags_and_experiments_keep_the_error_promise(tmp_path,
         if not outcome.kept_promise:
             broken.append(f"{outcome.mutation}: status {outcome.status}: {outcome.stderr.strip().splitlines()[-1:]}")
     assert not broken, "\n".join(broken[:10])
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """A dataset (both layouts) and three trained runs that the file cases corrupt copies of."""
+    from tests.fuzzing_files import fixtures_in
+
+    tmp = tmp_path_factory.mktemp("fuzz-files")
+    return fixtures_in(tmp), tmp
+
+
+@pytest.mark.parametrize("kind, cases", [("data", 40), ("runs", 20)])
+def test_corrupt_data_and_run_folders_keep_the_error_promise(folders, kind, cases):
+    """Truncated/garbled/huge images and masks, bad splits and classes.json; garbled summaries,
+    metrics, specs, checkpoints, per-image counts, locks — each through the commands reading them."""
+    from tests.fuzzing_files import fuzz_data, fuzz_runs
+
+    fixtures, tmp = folders
+    rng, broken, outcomes = random.Random(3000), [], []
+    for _ in range(cases):
+        outcome = (fuzz_data if kind == "data" else fuzz_runs)(fixtures, rng, tmp)
+        outcomes.append(outcome)
+        if not outcome.kept_promise:
+            broken.append(f"{outcome.command} after {outcome.mutation}: status {outcome.status}: "
+                          f"{outcome.stderr.strip().splitlines()[-3:]}")
+    assert not broken, "\n".join(broken[:10])
+    assert len({o.command for o in outcomes}) >= 4  # several commands, not one
+    assert any(o.status != 0 for o in outcomes)  # the corruptions reach what the commands read

@@ -189,3 +189,415 @@ def test_hostile_names_reach_no_report_as_markup(tmp_path):
     assert "'=cmd|" in (tmp_path / "results.csv").read_text()
     assert "'@SUM(A1)" in (tmp_path / "per_class.csv").read_text()
     assert sorted(p.name for p in tmp_path.iterdir() if "script" in p.name or "/" in p.name) == []
+
+
+# -- 5. corrupt data and run folders (cases found by tests/fuzzing_files.py) ----------------------------
+@pytest.mark.parametrize("text, message", [
+    ("[" * 100_000 + "]" * 100_000, "JSON nested too deeply"),
+    ('{"classes": "abc"}', "'classes' must be a list of names"),
+    ('{"classes": {"a": 1, "b": 2, "c": 3}}', "'classes' must be a list of names"),
+    ('{"classes": ["a", "b", "c"], "palette": [[1e400, 0, 0], [0, 0, 0], [1, 1, 1]]}', "integers 0..255"),
+    ('{"classes": ["a", "b", "c"], "palette": [[300, 0, 0], [0, 0, 0], [1, 1, 1]]}', "integers 0..255"),
+    ('{"classes": ["a", "b", "c"], "palette": "rgb"}', "one [r, g, b] per class"),
+])
+def test_a_garbled_classes_file_is_one_line(tmp_path, capsys, text, message):
+    from .conftest import make_folder
+
+    data = make_folder(tmp_path / "data", n=6, size=(8, 8))
+    (data / "classes.json").write_text(text)
+    spec = _write(tmp_path, {**tiny_spec(), "train": {"epochs": 1, "batch_size": 2, "device": "cpu"}})
+    status = cli.main(["run", str(spec), "--data", str(data), "--runs", str(tmp_path / "runs"), "--quiet"])
+    err = capsys.readouterr().err
+    assert status == EXIT_INPUT and err.count("\n") == 1 and "Traceback" not in err
+    assert f"{data / 'classes.json'}: not a classes file" in err and message in err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One finished run of the tiny spec on a 6-image folder (1 epoch of 1 step), reported once so
+    its latency is cached; tests work on copies."""
+    from .conftest import make_folder
+
+    root = tmp_path_factory.mktemp("trained")
+    data = make_folder(root / "data", n=6, size=(8, 8))
+    spec = _write(root, {**tiny_spec(), "train": {"epochs": 1, "batch_size": 2, "device": "cpu"}})
+    assert cli.main(["run", str(spec), "--data", str(data), "--runs", str(root / "runs"), "--quiet"]) == 0
+    (run,) = (root / "runs").iterdir()
+    assert cli.main(["report", str(run), "-o", str(root / "report")]) == 0
+    return spec, data, run
+
+
+@pytest.fixture(scope="module")
+def two_seeds(trained, tmp_path_factory):
+    """`trained` and the same spec trained with seed 1: one variant over two seeds in a report."""
+    spec, data, run = trained
+    root = tmp_path_factory.mktemp("seed1")
+    doc = json.loads(spec.read_text())
+    seed1 = _write(root, {**doc, "train": {**doc["train"], "seed": 1}})
+    assert cli.main(["run", str(seed1), "--data", str(data), "--runs", str(root / "runs"), "--quiet"]) == 0
+    (other,) = (root / "runs").iterdir()
+    return run, other
+
+
+def _copy_run(trained, tmp_path):
+    import shutil
+
+    spec, data, run = trained
+    copy = tmp_path / "runs" / run.name
+    shutil.copytree(run, copy)
+    return spec, data, copy
+
+
+def _cli(capsys, argv) -> tuple[int, str, str]:
+    capsys.readouterr()
+    status = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[" * 50_000 + "]" * 50_000, "unreadable summary (JSON nested too deeply)"),
+    (b"\xff\xfe{}", "unreadable summary ("),
+    ('{"miou": 0.5}', "not a run summary ('pixel_acc' is not a number)"),
+    ('{"miou": 0.5, "pixel_acc": 1, "mean_acc": 1, "fwiou": 1, "classes": 3}', "'classes' is not a list of names"),
+    ('{"miou": 0.5, "pixel_acc": 1, "mean_acc": 1, "fwiou": 1, "confusion": [[1, 2], [3]]}', "not a square matrix"),
+    ('{"miou": true, "pixel_acc": 1, "mean_acc": 1, "fwiou": 1}', "'miou' is not a number"),
+])
+def test_a_garbled_summary_is_one_line_for_run_and_a_failed_row_in_a_report(trained, tmp_path, capsys, text, message):
+    spec, data, run = _copy_run(trained, tmp_path)
+    summary = run / "summary.json"
+    summary.write_bytes(text if isinstance(text, bytes) else text.encode())
+    status, _, err = _cli(capsys, ["run", spec, "--data", data, "--runs", run.parent, "--quiet"])
+    assert status == EXIT_INPUT and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"fcngraph: error: {summary}: ") and message in err and "delete it to rerun" in err
+    if "nested" in message or "classes" in message:  # a report marks the run failed, and says so in one line
+        status, out, err = _cli(capsys, ["report", run, "-o", tmp_path / "report"])
+        assert status == EXIT_INPUT and err.count("\n") == 1 and "Traceback" not in err
+        assert err.startswith("fcngraph: error: 1 of 1 run(s) failed (tiny: ") and message in err
+        assert "failed" in (tmp_path / "report" / "results.csv").read_text()
+
+
+def test_garbled_history_rows_end_the_history_and_a_garbled_latency_cache_is_measured_again(trained, tmp_path,
+                                                                                             capsys):
+    from fcngraph.compare import read_run
+
+    _, _, run = _copy_run(trained, tmp_path)
+    (run / "summary.json").unlink()
+    good = (run / "metrics.jsonl").read_bytes()
+    for garbage in (b"\xff\xfe not UTF-8\n", b"3\n", b'{"epoch": "x", "miou": 1}\n', b'{"epoch": 2, "loss": "x"}\n',
+                    b'{"epoch": 2, "loss": [1]}\n', b"[" * 50_000 + b"\n"):
+        (run / "metrics.jsonl").write_bytes(good + garbage + good)
+        record = read_run(run)
+        assert record.status == "incomplete" and [r["epoch"] for r in record.history] == [1]
+    (run / "latency.json").write_text("[" * 50_000)
+    status, _, err = _cli(capsys, ["report", run, "-o", tmp_path / "report"])
+    assert status == 0 and err == ""
+    assert isinstance(json.loads((run / "latency.json").read_text()), dict)
+
+
+def test_a_report_of_runs_without_history_prints_only_its_error_line(trained, tmp_path, capsys):
+    _, _, run = _copy_run(trained, tmp_path)
+    (run / "spec.json").write_text("{")  # unreadable: a failed row, no curves (matplotlib warned of no legend)
+    status, _, err = _cli(capsys, ["report", run, "-o", tmp_path / "report"])
+    assert status == EXIT_INPUT and err.count("\n") == 1 and "spec.json unreadable" in err and "Warning" not in err
+
+
+# -- 6. file stems of names ------------------------------------------------------------------------------
+def test_distinct_names_never_share_a_file_stem():
+    from fcngraph.io import safe_stem
+
+    names = ["a b", "a_b", "a/b", "a\\b", "Net", "net", "NET", "", "unnamed", "...", "x" * 300, "x" * 301,
+             "fcn8s-mini", "a_b~" + safe_stem("a b").split("~")[1], "../a_b", "ü", "u"]
+    stems = [safe_stem(n) for n in names]
+    assert len({s.lower() for s in stems}) == len(names)  # distinct even on a case-insensitive disk
+    assert safe_stem("fcn8s-mini") == "fcn8s-mini" and safe_stem("a_b") == "a_b"  # safe names stay as they are
+    assert all(len(s) <= 109 and "/" not in s and "\\" not in s and not s.startswith(".") for s in stems)
+
+
+def test_a_report_writes_one_diagram_per_variant_whose_names_differ_only_by_unsafe_characters(tmp_path):
+    from pathlib import Path
+
+    from fcngraph.compare import RunRecord
+    from fcngraph.diagram import layout, to_dot
+    from fcngraph.io import safe_stem
+    from fcngraph.report import write_report
+
+    wide = tiny_spec(c2={"op": "conv", "in": "p1", "out": 16, "pad": 1})
+    records = [RunRecord("a b", Path("nowhere"), "incomplete", spec=load_spec({**tiny_spec(), "name": "a b"})),
+               RunRecord("a_b", Path("nowhere"), "incomplete", spec=load_spec({**wide, "name": "a_b"}))]
+    write_report(records, tmp_path)
+    dots = sorted(tmp_path.glob("diagram-*.dot"))
+    assert [p.name for p in dots] == sorted(f"diagram-{safe_stem(n)}.dot" for n in ("a b", "a_b"))
+    for record in records:  # each file holds its own variant's drawing
+        drawn = to_dot(layout(analyze(record.spec), compact=True)).source
+        assert (tmp_path / f"diagram-{safe_stem(record.name)}.dot").read_text() == drawn
+    assert dots[0].read_text() != dots[1].read_text()
+    markdown = (tmp_path / "report.md").read_text()
+    assert f"diagram-{safe_stem('a b')}." in markdown and "diagram-a_b." in markdown
+
+
+NESTED = "[" * 50_000 + "]" * 50_000
+
+
+def test_json_nested_too_deeply_in_eval_results_class_weights_and_a_sidecar(trained, tmp_path, capsys):
+    spec, data, run = _copy_run(trained, tmp_path)
+    (run / "eval-val.json").write_text(NESTED)  # a broken eval file is left out of the report
+    status, _, err = _cli(capsys, ["report", run, "-o", tmp_path / "report"])
+    assert status == 0 and err == "" and "mIoU (val)" not in (tmp_path / "report" / "results.csv").read_text()
+
+    weighted = _write(tmp_path, {**tiny_spec(), "train": {"epochs": 1, "batch_size": 2, "device": "cpu",
+                                                          "class_weights": "median_frequency"}}, "w.json")
+    runs = tmp_path / "weighted"
+    assert _cli(capsys, ["run", weighted, "--data", data, "--runs", runs, "--quiet"])[0] == 0
+    (folder,) = runs.iterdir()
+    (folder / "summary.json").unlink()
+    (folder / "class_weights.json").write_text(NESTED)  # recomputed, as any unreadable cache
+    status, _, err = _cli(capsys, ["run", weighted, "--data", data, "--runs", runs, "--quiet", "--resume"])
+    assert status == 0 and json.loads((folder / "class_weights.json").read_text())["kind"] == "median_frequency"
+
+    onnx = tmp_path / "m.onnx"
+    assert _cli(capsys, ["export", run, "--onnx", onnx, "--size", "8"])[0] == 0
+    (tmp_path / "m.onnx.json").write_text(NESTED)
+    status, _, err = _cli(capsys, ["predict", onnx, data / "images" / "s0.png", "-o", tmp_path / "out"])
+    assert status == EXIT_INPUT and err.count("\n") == 1
+    assert f"{tmp_path / 'm.onnx.json'}: not a sidecar (JSON nested too deeply)" in err
+
+
+def test_file_names_that_are_not_utf8_and_dangling_links_in_a_data_folder(tmp_path, capsys):
+    import os
+    import shutil
+
+    from .conftest import make_folder
+
+    data = make_folder(tmp_path / "data", n=6, size=(8, 8))
+    shutil.rmtree(data / "splits")  # every mask is a sample: the odd names are used, not only listed
+    for sub in ("images", "masks"):
+        shutil.copy(data / sub / "s0.png", os.fsencode(data / sub) + b"/\xff.png")
+    shutil.copy(data / "masks" / "s0.png", os.fsencode(data / "masks") + b"/\xfe.png")  # no image: skipped
+    (data / "images" / "dangling.png").symlink_to(data / "images" / "nowhere.png")
+    spec = _write(tmp_path, {**tiny_spec(), "train": {"epochs": 1, "batch_size": 2, "device": "cpu"}})
+    status, out, err = _cli(capsys, ["run", spec, "--data", data, "--runs", tmp_path / "runs", "--skip-bad"])
+    assert status == 0 and "Traceback" not in err and "skipped 2 bad sample(s)" in out and "\\udcfe" in out
+    (run,) = (tmp_path / "runs").iterdir()
+    assert "\\udcfe" in (run / "log.txt").read_text(encoding="utf-8")
+    status, _, err = _cli(capsys, ["eval", run, "--backend", "torch"])  # eval skips nothing: one line
+    assert status == EXIT_INPUT and err.count("\n") == 1 and "\\udcfe.jpg: missing image" in err
+    os.unlink(os.fsencode(data / "masks") + b"/\xfe.png")
+    status, out, err = _cli(capsys, ["eval", run, "--backend", "torch"])
+    assert status == 0 and err == "" and "\\udcff" in (run / "eval-val-per-image.csv").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("value", [None, "SPEC", [1], 3])
+def test_a_run_spec_that_is_not_a_json_object_is_a_failed_row(trained, tmp_path, capsys, value):
+    spec, _, run = _copy_run(trained, tmp_path)
+    (run / "spec.json").write_text(json.dumps(str(spec) if value == "SPEC" else value))  # a string was read as a path
+    status, _, err = _cli(capsys, ["report", run, "-o", tmp_path / "report"])
+    assert status == EXIT_INPUT and err.count("\n") == 1 and "spec.json unreadable: not a JSON object" in err
+
+
+@pytest.mark.parametrize("pid", ["99999999999999999999", "0", "-1", "-7", "2147483648", "OWN", "x", ""])
+def test_a_lock_that_names_no_other_process_is_taken_over(tmp_path, pid):
+    import os
+
+    from fcngraph.train import RunLock
+
+    (tmp_path / "lock").write_text(str(os.getpid()) if pid == "OWN" else pid)  # 0 and -1 are process groups
+    with RunLock(tmp_path):  # huge: OverflowError in kill() before; 0, -1, own pid: refused forever
+        assert (tmp_path / "lock").read_text() == str(os.getpid())
+    assert not (tmp_path / "lock").exists()
+
+
+def test_a_lock_of_a_live_process_is_still_refused(tmp_path):
+    import os
+
+    from fcngraph.train import RunLock, TrainingError
+
+    (tmp_path / "lock").write_text(str(os.getppid()))
+    with pytest.raises(TrainingError, match=f"another run \\(pid {os.getppid()}\\) is training"):
+        RunLock(tmp_path).__enter__()
+    assert (tmp_path / "lock").read_text() == str(os.getppid())
+
+
+@pytest.fixture(scope="module")
+def stopped(tmp_path_factory):
+    """A 2-epoch run of the tiny spec stopped after its first epoch (last.pt rewound, no summary)."""
+    from fcngraph.checkpoint import load_checkpoint, save_checkpoint
+
+    from .conftest import make_folder
+
+    root = tmp_path_factory.mktemp("stopped")
+    data = make_folder(root / "data", n=6, size=(8, 8))
+    spec = _write(root, {**tiny_spec(), "train": {"epochs": 2, "batch_size": 4, "device": "cpu"}})
+    assert cli.main(["run", str(spec), "--data", str(data), "--runs", str(root / "runs"), "--quiet"]) == 0
+    (run,) = (root / "runs").iterdir()
+    state = load_checkpoint(run / "last.pt")
+    state["epoch"], state["history"] = 0, state["history"][:1]
+    save_checkpoint(run / "last.pt", state)
+    (run / "summary.json").unlink()
+    return spec, data, run
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("epoch", "x", "its epoch, best score or history is garbled"),
+    ("epoch", -3, "its epoch, best score or history is garbled"),
+    ("best", None, "its epoch, best score or history is garbled"),
+    ("history", 3, "its epoch, best score or history is garbled"),
+    ("history", [{}], "its epoch, best score or history is garbled"),
+    ("history", [{"epoch": 1, "loss": "x", "train_s": 1, "images_per_s": 1}], "history is garbled"),
+    ("optimizer", {"state": {}, "param_groups": []}, "cannot resume from it (loaded state dict has a different"),
+    ("model", "WRONG SHAPE", "cannot resume from it (Error(s) in loading state_dict"),
+])
+def test_a_garbled_last_checkpoint_is_one_line_on_resume(stopped, tmp_path, capsys, key, value, message):
+    import shutil
+
+    import torch
+
+    from fcngraph.checkpoint import load_checkpoint, save_checkpoint
+
+    spec, data, run = stopped
+    copy = tmp_path / "runs" / run.name
+    shutil.copytree(run, copy)
+    state = load_checkpoint(copy / "last.pt")
+    state[key] = {**state["model"], "c1.0.weight": torch.zeros(1)} if value == "WRONG SHAPE" else value
+    save_checkpoint(copy / "last.pt", state)
+    status, _, err = _cli(capsys, ["run", spec, "--data", data, "--runs", tmp_path / "runs", "--quiet", "--resume"])
+    assert status == EXIT_INPUT and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"fcngraph: error: {copy / 'last.pt'}: ") and message in err
+
+
+def test_the_stopped_run_resumes(stopped, tmp_path, capsys):
+    import shutil
+
+    spec, data, run = stopped
+    shutil.copytree(run, tmp_path / "runs" / run.name)
+    status, _, err = _cli(capsys, ["run", spec, "--data", data, "--runs", tmp_path / "runs", "--quiet", "--resume"])
+    assert status == 0 and err == ""
+    rows = (tmp_path / "runs" / run.name / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(row)["epoch"] for row in rows] == [1, 2]
+
+
+@pytest.mark.parametrize("epoch", ["x", None, -5, True, 2.5])
+def test_eval_of_a_checkpoint_with_a_garbled_epoch(trained, tmp_path, capsys, epoch):
+    from fcngraph.checkpoint import load_checkpoint, save_checkpoint
+
+    _, _, run = _copy_run(trained, tmp_path)
+    state = load_checkpoint(run / "best.pt")
+    state["epoch"] = epoch
+    save_checkpoint(run / "best.pt", state)
+    status, out, err = _cli(capsys, ["eval", run, "--backend", "torch"])
+    assert status == 0 and err == "" and "best.pt, epoch 0)" in out
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("classes", 3, "its 'classes' are not 3 class names"),
+    ("classes", ["a"], "its 'classes' are not 3 class names"),
+    ("palette", "x", "its 'palette' is not one [r, g, b] (0..255) per class"),
+    ("palette", [[1, 2]], "its 'palette' is not one [r, g, b] (0..255) per class"),
+    ("palette", [[300, 0, 0]] * 3, "its 'palette' is not one [r, g, b] (0..255) per class"),
+    ("palette", "TENSOR", "its 'palette' is not one [r, g, b] (0..255) per class"),
+])
+@pytest.mark.parametrize("command", ["predict", "export"])
+def test_garbled_class_names_or_palette_in_a_checkpoint(trained, tmp_path, capsys, key, value, message, command):
+    import torch
+
+    from fcngraph.checkpoint import load_checkpoint, save_checkpoint
+
+    _, data, run = _copy_run(trained, tmp_path)
+    state = load_checkpoint(run / "best.pt")
+    state[key] = torch.zeros(3) if value == "TENSOR" else value
+    save_checkpoint(run / "best.pt", state)
+    argv = (["predict", run, data / "images" / "s0.png", "-o", tmp_path / "out", "--backend", "torch"]
+            if command == "predict" else ["export", run, "--onnx", tmp_path / "m.onnx", "--size", "8"])
+    status, _, err = _cli(capsys, argv)
+    assert status == EXIT_INPUT and err.count("\n") == 1 and f"{run / 'best.pt'}: {message}" in err
+
+
+@pytest.mark.parametrize("payload", [[1, 2], {"x": 1}, "WRONG SHAPE"])
+def test_a_report_with_a_garbled_best_checkpoint_is_one_line(trained, tmp_path, capsys, payload):
+    import torch
+
+    from fcngraph.checkpoint import load_checkpoint, save_checkpoint
+
+    _, _, run = _copy_run(trained, tmp_path)
+    state = load_checkpoint(run / "best.pt")
+    save_checkpoint(run / "best.pt", {**state, "model": {"c1.0.weight": torch.zeros(1)}} if payload == "WRONG SHAPE"
+                    else payload)
+    status, _, err = _cli(capsys, ["report", run, "-o", tmp_path / "report"])  # the qualitative grid loads it
+    assert status == EXIT_INPUT and err.count("\n") == 1 and err.startswith(f"fcngraph: error: {run / 'best.pt'}: ")
+    assert "not an fcngraph checkpoint" in err or "weights do not fit the run's spec 'tiny'" in err
+
+
+@pytest.mark.parametrize("garble", ["bytes", "empty file", "columns", "rows", "negative", "tp > gt", "no images",
+                                    "number stems"])
+def test_garbled_per_image_counts_leave_the_statistics_out_of_a_report(two_seeds, tmp_path, capsys, garble):
+    import shutil
+
+    import numpy as np
+
+    runs = [tmp_path / run.name for run in two_seeds]
+    for run, copy in zip(two_seeds, runs):
+        shutil.copytree(run, copy)
+    path = runs[0] / "per-image-val.npz"
+    counts = dict(np.load(path))
+    if garble == "bytes":
+        path.write_bytes(path.read_bytes()[:100])
+    elif garble == "empty file":
+        path.write_bytes(b"")
+    else:
+        if garble == "columns":
+            counts["tp"] = np.zeros((len(counts["stems"]), 7), np.int64)
+        elif garble == "rows":
+            counts["gt"] = counts["gt"][:1]
+        elif garble == "negative":
+            counts["pred"] = -counts["pred"] - 1
+        elif garble == "tp > gt":
+            counts["tp"] = counts["gt"] + 1
+        elif garble == "no images":
+            counts = {k: v[:0] for k, v in counts.items()}
+        else:
+            counts["stems"] = np.arange(len(counts["stems"]))
+        np.savez(path, **counts)
+    status, out, err = _cli(capsys, ["report", *runs, "-o", tmp_path / "report"])
+    assert status == 0 and err == ""
+    assert f"note: no statistics: {path}: " in out and ("per-image counts" in out)
+    assert not (tmp_path / "report" / "stats.json").exists()
+
+
+def test_the_two_seeds_report_has_statistics(two_seeds, tmp_path, capsys):
+    status, out, err = _cli(capsys, ["report", *two_seeds, "-o", tmp_path / "report"])
+    assert status == 0 and err == "" and (tmp_path / "report" / "stats.json").is_file()
+
+
+@pytest.mark.parametrize("where", ["data/masks/s4.png", "run/spec.json", "run/eval-val.json", "stopped/last.pt"])
+def test_a_fifo_where_a_file_belongs_is_no_hang(trained, stopped, tmp_path, where):
+    """open() of a FIFO waits for a writer forever: every command refused such a file or hung."""
+    import os
+    import shutil
+
+    from tests.fuzzing_files import HANG, call_cli
+
+    spec, data, run = trained
+    folder, name = where.split("/", 1)
+    if folder == "stopped":
+        spec, data, run = stopped
+    copy = {"data": tmp_path / "data", "run": tmp_path / "runs" / run.name, "stopped": tmp_path / "runs" / run.name}
+    shutil.copytree(data if folder == "data" else run, copy[folder])
+    (copy[folder] / name).unlink(missing_ok=True)
+    os.mkfifo(copy[folder] / name)
+    argv = {"data": ["run", spec, "--data", copy["data"], "--runs", tmp_path / "runs", "--quiet"],
+            "run": ["report", copy["run"], "-o", tmp_path / "report"],
+            "stopped": ["run", spec, "--data", data, "--runs", tmp_path / "runs", "--quiet", "--resume"]}[folder]
+    status, err = call_cli([str(a) for a in argv], timeout=30)
+    assert status != HANG
+    if name != "eval-val.json":  # a broken eval file is left out of the report
+        assert status == EXIT_INPUT and err.count("\n") == 1 and "not a regular file" in err
+
+
+def test_a_split_stem_too_long_for_a_file_name_is_input(tmp_path, capsys):
+    from .conftest import make_folder
+
+    data = make_folder(tmp_path / "data", n=6, size=(8, 8))
+    (data / "splits" / "train.txt").write_text("x" * 300 + "\n")
+    spec = _write(tmp_path, {**tiny_spec(), "train": {"epochs": 1, "batch_size": 2, "device": "cpu"}})
+    status, _, err = _cli(capsys, ["run", spec, "--data", data, "--runs", tmp_path / "runs", "--quiet"])
+    assert status == EXIT_INPUT and err.count("\n") == 1 and "File name too long" in err  # was 3, "the machine"

@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from fcngraph.cli import main
+from fcngraph.errors import EXIT_INPUT
 
 from .conftest import ROOT, SPECS, make_folder, tiny_spec
 
@@ -81,7 +82,10 @@ def _broken_runs(compared, tmp_path):
 
 def test_report_marks_unfinished_failed_missing_and_other_class_runs(compared, tmp_path, capsys):
     runs = _broken_runs(compared, tmp_path)
-    assert main(["report", *map(str, runs), "-o", str(tmp_path / "report")]) == 1  # a failed run is there
+    capsys.readouterr()
+    assert main(["report", *map(str, runs), "-o", str(tmp_path / "report")]) == EXIT_INPUT  # a failed run is there
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and err.startswith("fcngraph: error: 1 of 5 run(s) failed (") and "marks it" in err
     results = pd.read_csv(tmp_path / "report" / "results.csv").set_index("variant")
     assert results.loc["fcn8s-mini (unfinished)", "status"] == "incomplete"
     statuses = sorted(results["status"])
@@ -95,7 +99,7 @@ def test_report_marks_unfinished_failed_missing_and_other_class_runs(compared, t
     page = (tmp_path / "report" / "report.html").read_text()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>" not in page
     assert "tiny &lt;i&gt;3&lt;/i&gt;" in page and "<i>3</i>" not in page
-    assert "qualitative grid leaves out" in capsys.readouterr().out
+    assert "qualitative grid leaves out" in out
 
 
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
