@@ -2,7 +2,9 @@
 
 Sources: the embedded synthetic set (seeded, generated on the fly, nothing downloaded), a
 VOC-layout folder (JPEGImages|images, SegmentationClass|masks, ImageSets/Segmentation|splits),
-or a plain images/ + masks/ pair. Bad files are reported by name before training starts.
+or a plain images/ + masks/ pair. Images are JPEG/PNG (grayscale or RGB) or multi-channel TIFF/.npy
+stacks, masks PNG or integer .npy/.tif, both found by stem; values are scaled to 0..1 as
+fcngraph.images documents. Bad files are reported by name before training starts.
 """
 
 from __future__ import annotations
@@ -10,17 +12,16 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from .errors import DataError
+from .images import IMAGE_SUFFIXES, MASK_SUFFIXES, find_file, read_image, read_mask, to_unit
 from .settings import DataSettings, TrainSettings
 
 SYNTHETIC_CLASSES = ["background", "box", "disc", "triangle", "line", "ring"]
@@ -126,15 +127,11 @@ def find_samples(root: Path, split: str) -> list[Sample]:
             if "/" in stem or "\\" in stem or stem.startswith(".."):
                 raise DataError(f"{split_file}: stem '{stem}' is a path; a split lists file stems only")
     else:
-        stems = sorted(p.stem for p in masks.glob("*.png"))
+        stems = sorted({p.stem for p in masks.iterdir() if p.suffix in MASK_SUFFIXES})
         if not stems:
-            raise DataError(f"{masks}: no .png masks")
-    samples = []
-    for stem in stems:
-        image = next((images / f"{stem}{ext}" for ext in (".jpg", ".png", ".jpeg")
-                      if (images / f"{stem}{ext}").is_file()), images / f"{stem}.jpg")
-        samples.append(Sample(image, masks / f"{stem}.png"))
-    return samples
+            raise DataError(f"{masks}: no masks ({', '.join(MASK_SUFFIXES)})")
+    return [Sample(find_file(images, stem, IMAGE_SUFFIXES), find_file(masks, stem, MASK_SUFFIXES))
+            for stem in stems]
 
 
 def read_text(path: Path) -> str:
@@ -161,60 +158,15 @@ def read_classes(root: Path) -> tuple[list[str] | None, list[tuple[int, int, int
         raise DataError(f"{path}: not a classes file ({exc})") from None
 
 
-def _open(path: Path, max_pixels: int, what: str) -> Image.Image:
-    """Open without decoding, refusing files whose header promises more than max_pixels."""
-    try:
-        with warnings.catch_warnings():  # PIL's own bomb warning: max_pixels below decides instead
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(path)
-    except (OSError, UnidentifiedImageError, Image.DecompressionBombError, ValueError):
-        raise DataError(f"{path}: unreadable {what}") from None
-    if img.width * img.height > max_pixels:
-        img.close()
-        raise DataError(f"{path}: {img.width}x{img.height} {what} is over data.max_pixels ({max_pixels:,})")
-    return img
-
-
 def load_pair(sample: Sample, palette: list[tuple[int, int, int]] | None, channels: int = 3,
               max_pixels: int = 40_000_000) -> tuple[np.ndarray, np.ndarray]:
-    """Image uint8 [H,W,C] (C = 1 grayscale, 3 RGB) and label [H,W]; palette-mode or index PNG
-    masks, or RGB masks mapped through the palette (a colour not in it is an error)."""
-    try:
-        with _open(sample.image, max_pixels, "image") as img:
-            image = np.asarray(img.convert("L" if channels == 1 else "RGB"))
-        if image.ndim == 2:
-            image = image[..., None]
-    except (OSError, ValueError, Image.DecompressionBombError):
-        raise DataError(f"{sample.image}: unreadable image") from None
-    if channels not in (1, 3):
-        raise DataError(f"{sample.image}: the spec wants {channels} input channels; images supply 1 or 3")
-    try:
-        with _open(sample.mask, max_pixels, "mask") as m:
-            if m.mode in ("P", "L", "I;16", "I"):
-                mask = np.asarray(m if m.mode in ("P", "L") else m.convert("I")).astype(np.int64)
-            elif palette is not None:
-                mask = _rgb_to_index(np.asarray(m.convert("RGB")), palette, sample.mask)
-            else:
-                raise DataError(f"{sample.mask}: RGB mask but no palette in classes.json")
-    except (OSError, ValueError, Image.DecompressionBombError):
-        raise DataError(f"{sample.mask}: unreadable mask") from None
+    """Image [H, W, C] (C = `channels`; uint8, uint16 or float: fcngraph.images) and labels [H, W]."""
+    image = read_image(sample.image, channels, max_pixels)
+    mask = read_mask(sample.mask, max_pixels, palette)
     if mask.shape != image.shape[:2]:
         raise DataError(f"{sample.mask}: mask size {mask.shape[1]}x{mask.shape[0]} != image size "
                         f"{image.shape[1]}x{image.shape[0]}")
     return image, mask
-
-
-def _rgb_to_index(rgb: np.ndarray, palette: list[tuple[int, int, int]], path: Path) -> np.ndarray:
-    codes = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
-    lut = {(r << 16) | (g << 8) | b: i for i, (r, g, b) in enumerate(palette)}
-    out = np.full(codes.shape, -1, dtype=np.int64)
-    for code, index in lut.items():
-        out[codes == code] = index
-    if (out < 0).any():  # silently ignoring an unknown colour would hide a wrong palette
-        code = int(codes[out < 0][0])
-        raise DataError(f"{path}: colour ({code >> 16}, {(code >> 8) & 255}, {code & 255}) is not in the "
-                        "classes.json palette")
-    return out
 
 
 class FolderSegmentation(Dataset):
@@ -249,7 +201,7 @@ class FolderSegmentation(Dataset):
         self.sizes.add(image.shape[:2])
         if self.cache is not None:  # decoded once here, never again (the loader's main cost otherwise)
             self.cache[sample.image] = (image, mask)
-        bad = (mask >= self.num_classes) & (mask != self.ignore_index)
+        bad = ((mask >= self.num_classes) | (mask < 0)) & (mask != self.ignore_index)
         if bad.any():
             raise DataError(f"{sample.mask}: label {int(mask[bad][0])} outside [0, {self.num_classes}) "
                             f"and not {self.ignore_index}")
@@ -261,8 +213,7 @@ class FolderSegmentation(Dataset):
         sample = self.samples[index]
         cached = self.cache.get(sample.image) if self.cache is not None else None
         image, mask = cached or load_pair(sample, self.palette, self.channels, self.max_pixels)
-        return (torch.from_numpy(image.copy()).permute(2, 0, 1).float() / 255,  # [C, H, W] in 0..1
-                torch.from_numpy(mask.copy()))  # [H, W]
+        return to_unit(image), torch.from_numpy(mask.copy())  # [C, H, W] scaled to 0..1 (uint), [H, W]
 
 
 # -- augmentation and normalisation --------------------------------------------------------------
