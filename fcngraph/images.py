@@ -12,7 +12,7 @@ A TIFF or .npy stack must hold exactly the spec's `input.channels`; nothing is c
 Scaling to float (`to_unit`, `unit_scale`): uint8 / 255, uint16 / 65535, float as is (so float
 data should already be in the range `data.mean`/`data.std` describe); other dtypes are refused.
 Sizes and channel counts are read from the header (PIL's lazy open, the .npy header, the TIFF's
-first series: its IFDs, not its pixels) and checked before anything is decoded.
+IFDs, not its pixels) and checked before anything is decoded.
 """
 
 from __future__ import annotations
@@ -31,8 +31,7 @@ from .errors import DataError
 IMAGE_SUFFIXES = (".jpg", ".png", ".jpeg", ".tif", ".tiff", ".npy")  # lookup order for a stem
 MASK_SUFFIXES = (".png", ".npy", ".tif", ".tiff")
 STACK_SUFFIXES = (".tif", ".tiff", ".npy")  # read with numpy/tifffile, never converted
-SCALES = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}  # integer dtype → its full range
-FLOATS = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+SCALES = {("u", 1): 255.0, ("u", 2): 65535.0, ("f", 2): 1.0, ("f", 4): 1.0, ("f", 8): 1.0}  # (kind, bytes)
 # tifffile raises these (TiffFileError is a ValueError) on damaged files, numpy the first three
 DECODE_ERRORS = (OSError, ValueError, EOFError, IndexError, KeyError, struct.error)
 
@@ -45,11 +44,11 @@ def find_file(folder: Path, stem: str, suffixes: tuple[str, ...]) -> Path:
 
 # -- value scaling --------------------------------------------------------------------------------
 def unit_scale(dtype: np.dtype) -> float:
-    """What pixels of this dtype are divided by to reach 0..1 (1 for float data, taken as is)."""
-    if dtype in SCALES:
-        return SCALES[dtype]
-    if dtype in FLOATS:
-        return 1.0
+    """What pixels of this dtype are divided by to reach 0..1 (1 for float data, taken as is);
+    by kind and size, so big-endian files (TIFF, .npy) scale like little-endian ones."""
+    dtype = np.dtype(dtype)
+    if (dtype.kind, dtype.itemsize) in SCALES:
+        return SCALES[dtype.kind, dtype.itemsize]
     raise ValueError(f"{dtype} pixels; images must be uint8, uint16 or float")
 
 
@@ -180,7 +179,7 @@ def _read_stack(path: Path, channels: int, max_pixels: int) -> np.ndarray:
         raise DataError(f"{path}: unreadable image ({exc})") from None
     image = array.reshape(head.height, head.width, 1) if array.ndim == 2 else array
     image = np.ascontiguousarray(image if head.layout == "HWC" else image.transpose(1, 2, 0))  # [H, W, C]
-    if image.dtype in FLOATS and not np.isfinite(image).all():  # NaN/inf would only surface as a NaN loss
+    if image.dtype.kind == "f" and not np.isfinite(image).all():  # NaN/inf would only surface as a NaN loss
         raise DataError(f"{path}: non-finite pixel values")
     return image
 

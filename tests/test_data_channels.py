@@ -231,3 +231,13 @@ def test_predict_normalises_as_training_does(dtype):
     served = Predictor(run=None, meta=meta).normalise(array)  # [C, H, W], numpy
     trained = normalise(images.to_unit(array), data)  # [C, H, W], torch
     assert np.allclose(served, trained.numpy(), rtol=0, atol=1e-6)
+
+
+def test_big_endian_stacks_scale_like_little_endian(tmp_path):
+    array = np.random.default_rng(0).integers(0, 65536, (*SIZE, 4), dtype=np.uint16)
+    np.save(tmp_path / "be.npy", array.astype(">u2"))
+    tifffile.imwrite(tmp_path / "be.tif", array, byteorder=">", photometric="minisblack", planarconfig="contig")
+    want = torch.from_numpy(array.astype(np.float32).transpose(2, 0, 1) / np.float32(65535))
+    for name in ("be.npy", "be.tif"):
+        got = images.to_unit(images.read_image(tmp_path / name, 4, 10**6))
+        assert torch.equal(got, want), name
