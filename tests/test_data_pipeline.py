@@ -1,6 +1,7 @@
 """The training data pipeline's shortcuts change no numbers: augmentation is a function of
-(seed, epoch, index), collating equal-size samples stacks them exactly as padding would, and a
-crop larger than the (scaled) image still pads images with 0 and labels with ignore."""
+(seed, epoch, index), collating equal-size samples stacks them exactly as padding would, a
+crop larger than the (scaled) image still pads images with 0 and labels with ignore, and samples
+are made on one torch thread whatever the training uses."""
 
 import torch
 import torch.nn.functional as F
@@ -66,3 +67,21 @@ def test_normalise_is_per_channel():
     image = torch.rand(3, 4, 5)
     want = (image - torch.tensor(data.mean)[:, None, None]) / torch.tensor(data.std)[:, None, None]
     assert torch.equal(normalise(image, data), want)
+
+
+def test_samples_are_made_on_one_thread_and_the_setting_is_restored():
+    class Spy(Pairs):
+        threads: list[int] = []
+
+        def __getitem__(self, index):
+            self.threads.append(torch.get_num_threads())
+            return super().__getitem__(index)
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        dataset = Transformed(Spy(), DataSettings(), TrainSettings(crop_size=32, scale_range=(0.75, 1.25)))
+        pad_collate([dataset[0], dataset[1]])
+        assert Spy.threads == [1, 1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
