@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import io
 import json
 import re
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -43,6 +46,13 @@ from fcngraph.train import train_spec
 
 Marks = dict[int, tuple[float, float]]  # steps done → (wall clock s, this process's CPU s)
 STEP_LINE = re.compile(r"epoch \d+/\d+ step (\d+)/")  # the run's progress line after a step
+
+
+def collected(side: Callable[[], Marks]) -> Marks:
+    """One side after a full garbage collection, so the previous side's garbage is not collected
+    inside this side's timed steps."""
+    gc.collect()
+    return side()
 
 
 def now() -> tuple[float, float]:
@@ -146,10 +156,11 @@ def rounds(spec: Spec, count: int) -> list[tuple[float, ...]]:
     pairs, weights = predecode(Path(spec.data.path), spec.data.train_split, spec.data), loss_weights(spec)
     results = []
     for round_ in range(count):
+        run, hand = partial(fcngraph_run, spec), partial(minimal_loop, spec, pairs, weights)
         if round_ % 2:  # alternate which side goes first, so neither always runs on a warmer machine
-            ours, minimal = fcngraph_run(spec), minimal_loop(spec, pairs, weights)
+            ours, minimal = collected(run), collected(hand)
         else:
-            minimal, ours = minimal_loop(spec, pairs, weights), fcngraph_run(spec)
+            minimal, ours = collected(hand), collected(run)
         if len(ours) < 2:
             raise SystemExit(f"the run logged progress at steps {sorted(ours)}; give more --steps")
         first, last = min(ours), max(ours)
