@@ -507,8 +507,7 @@ def _train(spec: Spec, run_dir: Path, device: torch.device, world: World, resume
             optimizer.step()
             seen += images.shape[0] * world.size
             size = tuple(images.shape[-2:])
-            if size not in flops_at:  # setdefault would run the analysis (~5 ms) on every step
-                flops_at[size] = analyze(spec, size).flops  # type: ignore[arg-type]
+            flops_at.setdefault(size, analyze(spec, size).flops)  # type: ignore[arg-type]
             flops += 3 * flops_at[size] * images.shape[0] * world.size  # backward ≈ 2× forward
             loss_sum += loss.item()
             rate = seen / max(time.time() - epoch_start, 1e-9)
