@@ -555,9 +555,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(sub, "predict", cmd_predict, "Write palette PNG masks and overlays for images.")
     p.add_argument("source", type=text, help="Run directory (uses best.pt), checkpoint file, or exported .onnx "
                    "(with its .onnx.json sidecar beside it).")
-    p.add_argument("images", nargs="+", type=text, help="Image files.")
+    p.add_argument("images", nargs="+", type=text, help="Image files (.png/.jpg, or .tif/.npy stacks of the "
+                   "spec's input channels).")
     p.add_argument("-o", "--output", type=folder, required=True, help="Output folder.")
-    p.add_argument("--masks", type=text, help="Folder of ground-truth masks (<stem>.png): also write a "
+    p.add_argument("--masks", type=text, help="Folder of ground-truth masks (<stem>.png, .npy or .tif): also write a "
                    "prediction | truth panel.")
     p.add_argument("--device", type=device, default="cpu", help="cpu, cuda or cuda:N.")
     p.add_argument("--backend", choices=["torch", "onnxruntime"], default=None,

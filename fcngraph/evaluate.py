@@ -7,6 +7,7 @@ and per-image-<split>.npz into the run directory.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,7 +217,7 @@ def evaluate_run(source: Path, split: str = "val", data_path: str | None = None,
                         f"the next valid one is {next_side(spec, how.tile)}")
     dataset, stems, classes = split_dataset(spec, split, data_path)
     loader = DataLoader(dataset, batch_size=1, shuffle=False,
-                        collate_fn=lambda b: pad_collate(b, spec.data.ignore_index))
+                        collate_fn=functools.partial(pad_collate, ignore_index=spec.data.ignore_index))
     net = on_backend(model, backend, spec.input.channels, device)
     confusion, per_image = score_loader(PadToValid(net, spec), loader, spec.num_classes, device,
                                         spec.data.ignore_index, stems, how)

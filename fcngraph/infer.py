@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from .errors import FcngraphError
+from .images import unit_scale
 
 Runner = Callable[[np.ndarray], np.ndarray]
 BACKENDS = ("torch", "onnxruntime")
@@ -211,9 +212,12 @@ class Predictor:
         return [tuple(c) for c in self.meta["palette"]]
 
     def normalise(self, rgb: np.ndarray) -> np.ndarray:
-        """RGB uint8 [H, W, 3] (or grey [H, W]) → float32 [C, H, W], as training normalised it."""
+        """[H, W, C] (or grey [H, W]) uint8/uint16/float → float32 [C, H, W], as training normalised
+        it: scaled to 0..1 by fcngraph.images' rule (uint8 / 255, uint16 / 65535, float as is)."""
         planes = rgb[..., None] if rgb.ndim == 2 else rgb  # [H, W, C]
-        x = planes.astype(np.float32).transpose(2, 0, 1) / 255  # [C, H, W]
+        x = planes.astype(np.float32).transpose(2, 0, 1)  # [C, H, W]
+        scale = unit_scale(planes.dtype)
+        x = x / scale if scale != 1.0 else x
         norm = self.meta["normalise"]
         if norm["caffe_bgr"]:  # Caffe: BGR, 0..255, minus the BGR mean
             return x[::-1] * 255 - np.asarray(norm["mean"], np.float32)[:, None, None]

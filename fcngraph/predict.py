@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .data import _open
 from .errors import DataError
 from .export import deploy_meta, load_model, onnx_predictor
+from .images import MASK_SUFFIXES, find_file, read_image, read_mask, unit_scale
 from .infer import Predictor, TorchOptions, make_runner
 from .io import atomic_write
 from .metrics import ConfusionMatrix
@@ -42,21 +42,20 @@ def predict(source: Path, images: list[Path], out_dir: Path, device: str = "cpu"
     predictor = load_predictor(source, backend, device)
     flat = _flat_palette(predictor.palette)
     num_classes, ignore = predictor.meta["num_classes"], predictor.meta.get("ignore_index", 255)
-    grey = predictor.meta["input"]["channels"] == 1
+    channels = predictor.meta["input"]["channels"]
     written = []
     for path in images:
-        with _open(path, MAX_PIXELS, "image") as img:
-            pixels = np.asarray(img.convert("L" if grey else "RGB"))
-        rgb = np.repeat(pixels[..., None], 3, -1) if pixels.ndim == 2 else pixels  # [H, W, 3] for overlays
+        pixels = read_image(path, channels, MAX_PIXELS)  # [H, W, C]
+        rgb = display_rgb(pixels)  # [H, W, 3] for overlays
         labels = predictor.labels(pixels)  # [H, W]
         mask = Image.fromarray(labels, mode="P")
         mask.putpalette(flat)
         colour = np.asarray(mask.convert("RGB"))
         outputs = [(mask, out_dir / f"{path.stem}.png"),
                    (Image.fromarray((0.5 * rgb + 0.5 * colour).astype(np.uint8)), out_dir / f"{path.stem}_overlay.png")]
-        truth_path = masks_dir / f"{path.stem}.png" if masks_dir else None
+        truth_path = find_file(masks_dir, path.stem, MASK_SUFFIXES) if masks_dir else None
         if truth_path is not None and truth_path.is_file():
-            panel, truth = truth_panel(labels, truth_path, flat)
+            panel, truth = truth_panel(labels, truth_path, flat, predictor.palette)
             outputs.append((panel, out_dir / f"{path.stem}_truth.png"))
             log(f"{path.name}: mIoU {image_iou(labels, truth, num_classes, ignore):.4f}")
         for image, dest in outputs:
@@ -65,14 +64,26 @@ def predict(source: Path, images: list[Path], out_dir: Path, device: str = "cpu"
     return written
 
 
-def truth_panel(labels: np.ndarray, truth_path: Path, flat: list[int]) -> tuple[Image.Image, np.ndarray]:
+def display_rgb(image: np.ndarray) -> np.ndarray:
+    """uint8 [H, W, 3] to draw overlays on: 8-bit grey or RGB as read; other stacks scaled to 0..1,
+    averaged over channels (unless three) and stretched to their own range, so dim 16-bit data shows."""
+    if image.dtype == np.uint8 and image.shape[2] in (1, 3):
+        return np.repeat(image, 3, -1) if image.shape[2] == 1 else image
+    unit = image.astype(np.float32) / unit_scale(image.dtype)
+    unit = unit if unit.shape[2] == 3 else unit.mean(2, keepdims=True)  # [H, W, 3 or 1]
+    low, high = float(unit.min()), float(unit.max())
+    unit = (unit - low) / (high - low) if high > low else np.zeros_like(unit)
+    return np.broadcast_to((unit * 255).round().astype(np.uint8), (*image.shape[:2], 3)).copy()
+
+
+def truth_panel(labels: np.ndarray, truth_path: Path, flat: list[int],
+                palette: list[tuple[int, int, int]]) -> tuple[Image.Image, np.ndarray]:
     """Prediction and ground truth side by side (palette colours; ignored pixels white)."""
-    with _open(truth_path, MAX_PIXELS, "mask") as m:
-        truth = np.asarray(m.convert("L") if m.mode not in ("P", "L") else m)
+    truth = read_mask(truth_path, MAX_PIXELS, palette)
     if truth.shape != labels.shape:
         raise DataError(f"{truth_path}: mask size {truth.shape[1]}x{truth.shape[0]} != image size "
                         f"{labels.shape[1]}x{labels.shape[0]}")
-    panel = Image.fromarray(np.concatenate([labels, truth.astype(np.uint8)], axis=1), mode="P")
+    panel = Image.fromarray(np.concatenate([labels, truth.clip(0, 255).astype(np.uint8)], axis=1), mode="P")
     panel.putpalette(flat)
     return panel, truth
 

@@ -66,16 +66,21 @@ class DataSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    path: str | None = Field(None, description="Dataset folder; none: the embedded synthetic set.")
+    path: str | None = Field(None, description="Dataset folder (images: .jpg/.png grayscale or RGB, .tif/.tiff or "
+                                               ".npy stacks of input.channels; masks: .png, .npy or .tif); "
+                                               "none: the embedded synthetic set.")
     train_split: str = Field("train", description="Split file name for training.")
     val_split: str = Field("val", description="Split file name for validation.")
     size: int = Field(64, ge=16, description="Synthetic set: image side in pixels.")
     train_samples: int = Field(384, ge=1, description="Synthetic set: training images.")
     val_samples: int = Field(96, ge=1, description="Synthetic set: validation images.")
     mean: tuple[float, ...] = Field((0.485, 0.456, 0.406), min_length=1,
-                                    description="Per-channel mean (0..1), one value per input channel.")
+                                    description="Per-channel mean, one value per input channel, of the pixels "
+                                                "scaled to 0..1 (uint8 / 255, uint16 / 65535, float as is); "
+                                                "the RGB default averages to one value for other channel counts.")
     std: tuple[float, ...] = Field((0.229, 0.224, 0.225), min_length=1,
-                                   description="Per-channel std (0..1), one value per input channel.")
+                                   description="Per-channel std, one value per input channel, in the same scale "
+                                               "as data.mean.")
     pad: bool = Field(True, description="Pad inputs (bottom/right) to the next size the spec maps to itself "
                                         "and crop the scores back; false: sizes that do not fit are an error.")
     cache: bool = Field(True, description="Keep decoded images in memory (decoded once, when the data is "

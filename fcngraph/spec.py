@@ -58,6 +58,8 @@ class Spec(BaseModel):
         own = (self.data.mean, self.data.std) != (defaults.mean, defaults.std)
         if own and len(self.data.mean) != channels and not self.data.caffe_bgr:
             raise ValueError(f"data.mean/std have {len(self.data.mean)} values, input.channels is {channels}")
+        if self.data.caffe_bgr and channels != 3:  # BGR order and the BGR mean need three channels
+            raise ValueError(f"data.caffe_bgr needs input.channels 3, not {channels}")
         weights = self.train.class_weights
         if isinstance(weights, list) and len(weights) != self.num_classes:
             raise ValueError(f"train.class_weights has {len(weights)} values, num_classes is {self.num_classes}")

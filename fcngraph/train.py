@@ -529,7 +529,8 @@ def loader_settings(run: Run) -> dict[str, Any]:
     images padded to the largest in the batch."""
     t = run.spec.train
     return {"batch_size": t.batch_size, "num_workers": t.workers, "pin_memory": run.device.type == "cuda",
-            "collate_fn": pad_collate, "persistent_workers": False}
+            "collate_fn": partial(pad_collate, ignore_index=run.spec.data.ignore_index),
+            "persistent_workers": False}
 
 
 def training_loader(run: Run, train_set: Dataset, epoch: int) -> DataLoader:
