@@ -17,6 +17,8 @@ import networkx as nx
 import pytest
 import torch
 
+from benchmarks.validate_speed import conv_chain as chain  # the benchmark's 100,000-node specs, smaller
+from benchmarks.validate_speed import skip_net
 from fcngraph import cli, shapes
 from fcngraph.graph import build_graph
 from fcngraph.ops.base import Coord
@@ -26,30 +28,6 @@ from fcngraph.spec import INPUT, load_spec
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted(p for p in [*(ROOT / "specs").rglob("*.json"), *(ROOT / "tests" / "specs").glob("*.json")]
                  if "schema" not in p.name)
-
-
-def chain(n: int) -> dict:
-    """n 3x3 'same' convs in a row."""
-    nodes = {f"c{i}": {"op": "conv", "in": f"c{i - 1}" if i else "input", "out": 8, "pad": 1} for i in range(n)}
-    nodes[f"c{n - 1}"]["out"] = 2
-    return {"name": "chain", "num_classes": 2, "nodes": nodes, "output": f"c{n - 1}"}
-
-
-def skip_net(n: int) -> dict:
-    """Residual units (conv, conv, add), stride-1 pools and three-input adds with long skips."""
-    nodes: dict[str, dict] = {"s0": {"op": "conv", "in": "input", "out": 8, "pad": 1}}
-    for i in range(1, n - 1):
-        prev, unit = f"s{i - 1}", i % 5
-        if unit in (0, 1):
-            nodes[f"s{i}"] = {"op": "conv", "in": prev, "out": 8, "pad": 1}
-        elif unit == 2:
-            nodes[f"s{i}"] = {"op": "add", "in": [prev, f"s{max(0, i - 3)}"], "act": "relu"}
-        elif unit == 3:
-            nodes[f"s{i}"] = {"op": "pool", "in": prev, "kernel": 3, "stride": 1, "pad": 1}
-        else:
-            nodes[f"s{i}"] = {"op": "add", "in": [prev, f"s{i - 2}", f"s{max(0, i - 101)}"]}
-    nodes[f"s{n - 1}"] = {"op": "conv", "in": f"s{n - 2}", "out": 2, "kernel": 1}
-    return {"name": "skips", "num_classes": 2, "nodes": nodes, "output": f"s{n - 1}"}
 
 
 def blocks(n: int) -> dict:
@@ -112,7 +90,7 @@ def test_conv_layers_are_built_once_per_node(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(Coord, "window", counted("Coord.window", Coord.window))
     assert cli.main(["validate", str(_write(tmp_path, chain, 2000))]) == 0  # analysis at 64x64, sizes, memory
     assert counts == {"windows": 2000, "layers": 2000, "Coord.window": 2000}, counts
-    assert ": ok — chain, 2000 nodes" in capsys.readouterr().out
+    assert ": ok — conv-chain-2000, 2000 nodes" in capsys.readouterr().out
 
 
 def _no_side_by_side(op, *args):
