@@ -177,6 +177,8 @@ def summary_problem(summary: Any) -> str | None:
     for key in ("best_miou", "best_epoch", "last_epoch", "last_miou", "epochs", "train_s"):
         if key in summary and not is_number(summary[key]):
             return f"'{key}' is not a number"
+    if ("best_epoch" in summary) != ("best_miou" in summary):  # training writes both; readers print both
+        return "'best_epoch' without 'best_miou' or the other way round"
     classes, iou, confusion = summary.get("classes"), summary.get("iou"), summary.get("confusion")
     if classes is not None and (not isinstance(classes, list) or not all(isinstance(c, str) for c in classes)):
         return "'classes' is not a list of names"

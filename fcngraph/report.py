@@ -219,19 +219,23 @@ def curves_figure(records: list[RunRecord], seeds: dict[str, list[RunRecord]] | 
     import matplotlib.pyplot as plt
 
     figure, (loss_ax, miou_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
+    positive_loss = False  # a log axis needs one finite loss > 0 (a run may have logged NaN/inf or 0)
     for record in records:
         runs = (seeds or {}).get(record.name) or [record]
         for ax, key in ((loss_ax, "loss"), (miou_ax, "miou")):
             series = [_epoch_series(r.history, key) for r in runs]
             epochs = sorted(set.intersection(*(set(x) for x in series))) if series else []
-            values = np.array([[x[e] for e in epochs] for x in series])  # [seeds, epochs]
+            values = np.array([[x[e] for e in epochs] for x in series], dtype=np.float64)  # [seeds, epochs]
             if not epochs:
                 continue
+            values[~np.isfinite(values)] = np.nan  # a diverged epoch is a gap in the curve
+            mean = values.mean(0)  # [epochs]; NaN where a seed diverged
+            positive_loss |= key == "loss" and bool((mean > 0).any())
             label = record.name + (f" ({len(runs)} seeds)" if len(runs) > 1 else "")
-            line, = ax.plot(epochs, values.mean(0), label=label)
+            line, = ax.plot(epochs, mean, label=label)
             if len(runs) > 1:
                 ax.fill_between(epochs, values.min(0), values.max(0), color=line.get_color(), alpha=0.2, linewidth=0)
-    loss_ax.set(xlabel="epoch", ylabel="training loss", yscale="log", title="loss")
+    loss_ax.set(xlabel="epoch", ylabel="training loss", yscale="log" if positive_loss else "linear", title="loss")
     miou_ax.set(xlabel="epoch", ylabel="val mIoU", title="validation mIoU (band: min–max over seeds)")
     if miou_ax.get_legend_handles_labels()[0]:  # no run has a history: no legend (matplotlib warns on stderr)
         miou_ax.legend(fontsize=8)
@@ -458,6 +462,8 @@ def table_caption(comparison) -> str:
 
 
 def leader_line(comparison) -> str:
+    if len(comparison.summaries) == 1:  # seeds of one variant: nothing to be ahead of
+        return f"One variant ({comparison.leaders[0]}): nothing to compare it with."
     if len(comparison.leaders) == 1:
         return f"Best: {comparison.leaders[0]} (significantly ahead of every other variant; shown in bold)."
     return (f"Tied for best: {', '.join(comparison.leaders)} — their differences are not significant, "

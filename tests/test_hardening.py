@@ -262,6 +262,7 @@ def _cli(capsys, argv) -> tuple[int, str, str]:
     ('{"miou": 0.5, "pixel_acc": 1, "mean_acc": 1, "fwiou": 1, "classes": 3}', "'classes' is not a list of names"),
     ('{"miou": 0.5, "pixel_acc": 1, "mean_acc": 1, "fwiou": 1, "confusion": [[1, 2], [3]]}', "not a square matrix"),
     ('{"miou": true, "pixel_acc": 1, "mean_acc": 1, "fwiou": 1}', "'miou' is not a number"),
+    ('{"miou": 0.5, "pixel_acc": 1, "mean_acc": 1, "fwiou": 1, "best_epoch": 1}', "'best_epoch' without 'best_miou'"),
 ])
 def test_a_garbled_summary_is_one_line_for_run_and_a_failed_row_in_a_report(trained, tmp_path, capsys, text, message):
     spec, data, run = _copy_run(trained, tmp_path)
@@ -566,6 +567,20 @@ def test_garbled_per_image_counts_leave_the_statistics_out_of_a_report(two_seeds
 def test_the_two_seeds_report_has_statistics(two_seeds, tmp_path, capsys):
     status, out, err = _cli(capsys, ["report", *two_seeds, "-o", tmp_path / "report"])
     assert status == 0 and err == "" and (tmp_path / "report" / "stats.json").is_file()
+    assert "One variant (tiny): nothing to compare it with." in out and "significantly ahead" not in out
+
+
+@pytest.mark.parametrize("row", ['{"epoch": 1, "miou": NaN, "loss": Infinity}', '{"epoch": 1, "miou": 0.1, "loss": 0}'])
+def test_a_diverged_or_zero_loss_in_every_seed_still_draws_the_curves(two_seeds, tmp_path, capsys, row):
+    """A loss row of NaN/inf (a diverged epoch) or 0 leaves no positive value for the log axis of
+    the averaged curve: the loss axis is linear then, not a matplotlib traceback (found by the fuzzer)."""
+    import shutil
+
+    copies = [shutil.copytree(run, tmp_path / run.parent.parent.name / run.name) for run in two_seeds]
+    for run in copies:
+        (run / "metrics.jsonl").write_text(row + "\n")
+    status, _, err = _cli(capsys, ["report", *copies, "-o", tmp_path / "report"])
+    assert status == 0 and err == "" and (tmp_path / "report" / "curves.svg").is_file()
 
 
 @pytest.mark.parametrize("where", ["data/masks/s4.png", "run/spec.json", "run/eval-val.json", "stopped/last.pt"])
