@@ -165,8 +165,8 @@ def _display(results: pd.DataFrame, comparison=None) -> tuple[pd.DataFrame, pd.D
             bold[column] = complete & (values == values[complete].min())
         elif column in SCORE_COLUMNS and comparison is None:
             bold[column] = complete & (values == values[complete].max())
-    if comparison is not None and len(comparison.leaders) == 1:
-        bold["mIoU"] = complete & (results["variant"] == comparison.leaders[0])
+    if comparison is not None and comparison.bold:
+        bold["mIoU"] = complete & (results["variant"] == comparison.bold)
     return shown.fillna(""), bold
 
 
@@ -428,7 +428,7 @@ def statistics_tables(comparison) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFr
                      "Δ 95 % CI": "" if d is None else _ci(d.low, d.high),
                      "p": "" if d is None else ("< 0.001" if d.p < 0.001 else f"{d.p:.3f}"),
                      "seeds": len(s.per_seed)})
-        bold.append({k: (k == "mIoU mean ± std" and comparison.leaders == (name,)) for k in rows[-1]})
+        bold.append({k: (k == "mIoU mean ± std" and comparison.bold == name) for k in rows[-1]})
     n = len(next(iter(comparison.differences.values())).per_class) if comparison.differences else 0
     classes = list(comparison.classes) if len(comparison.classes) == n else [str(i) for i in range(n)]
     per_class = pd.DataFrame(

@@ -200,6 +200,11 @@ class Comparison:
     seed: int = SEED
     classes: tuple[str, ...] = field(default=())
 
+    @property
+    def bold(self) -> str | None:
+        """The variant to print in bold: a lone leader among two or more variants."""
+        return self.leaders[0] if len(self.leaders) == 1 and len(self.summaries) > 1 else None
+
     def to_json(self) -> dict:
         """Plain JSON data (NaN → null): the layout of stats.json, documented in docs/statistics.md."""
         return _no_nan({

@@ -568,6 +568,10 @@ def test_the_two_seeds_report_has_statistics(two_seeds, tmp_path, capsys):
     status, out, err = _cli(capsys, ["report", *two_seeds, "-o", tmp_path / "report"])
     assert status == 0 and err == "" and (tmp_path / "report" / "stats.json").is_file()
     assert "One variant (tiny): nothing to compare it with." in out and "significantly ahead" not in out
+    header, row = [line for line in (tmp_path / "report" / "report.md").read_text().splitlines()
+                   if line.startswith("| ")][:2]  # the results table's header and its one row
+    miou = [c.strip() for c in header.split("|")].index("mIoU")
+    assert not row.split("|")[miou].strip().startswith("**")  # nothing to be ahead of: not bold
 
 
 @pytest.mark.parametrize("row", ['{"epoch": 1, "miou": NaN, "loss": Infinity}', '{"epoch": 1, "miou": 0.1, "loss": 0}'])
