@@ -16,6 +16,7 @@ import torch.fx as fx
 from torch import nn
 
 from .errors import NodeRuntimeError
+from .graph import check_reserved, module_attribute_names
 from .shapes import Analysis, analyze
 from .spec import INPUT, Spec
 
@@ -61,6 +62,8 @@ def compile_spec(spec: Spec | Analysis, device: str | torch.device | None = None
     the auxiliary outputs altogether (a smaller graph for export)."""
     analysis = spec if isinstance(spec, Analysis) else analyze(spec)
     spec = analysis.spec
+    for node in analysis.graph.order:  # validate knew torch 2.13's attributes; this torch may have more
+        check_reserved(spec, node, module_attribute_names())
     root = nn.Module()
     graph = fx.Graph()
     env = {INPUT: graph.placeholder("x")}

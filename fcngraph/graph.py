@@ -44,10 +44,57 @@ def nx_graph(spec: Spec, edges: list[Edge]) -> nx.DiGraph:
     return graph
 
 
-@cache
+# The compiled module's attributes (an fx.GraphModule whose submodules are named by node id:
+# `forward`, `training`, `_modules`, ...), as torch 2.13 has them. A snapshot, so that checking a
+# spec imports no torch (a third of `validate`'s time); tests/test_validate_scaling.py compares it
+# with the installed torch, and compile_spec checks ids against the live names as well.
+MODULE_ATTRIBUTES = frozenset({
+    "T_destination", "__annotations__", "__call__", "__class__", "__copy__", "__deepcopy__", "__delattr__",
+    "__dict__", "__dir__", "__doc__", "__eq__", "__format__", "__ge__", "__getattr__", "__getattribute__",
+    "__getstate__", "__gt__", "__hash__", "__init__", "__init_subclass__", "__jit_ignored_attributes__",
+    "__jit_unused_properties__", "__le__", "__lt__", "__module__", "__ne__", "__new__", "__reduce__",
+    "__reduce_ex__", "__reduce_package__", "__repr__", "__setattr__", "__setstate__", "__sizeof__",
+    "__str__", "__subclasshook__", "__weakref__", "_apply", "_backward_hooks", "_backward_pre_hooks",
+    "_boxed_call", "_buffers", "_call_impl", "_code", "_compiled_call_impl", "_create_node_hooks",
+    "_deepcopy_hooks", "_deepcopy_init", "_erase_node_hooks", "_forward_hooks",
+    "_forward_hooks_always_called", "_forward_hooks_with_kwargs", "_forward_pre_hooks",
+    "_forward_pre_hooks_with_kwargs", "_get_backward_hooks", "_get_backward_pre_hooks", "_get_name",
+    "_graph", "_is_full_backward_hook", "_lineno_map", "_load_from_state_dict",
+    "_load_state_dict_post_hooks", "_load_state_dict_pre_hooks", "_maybe_warn_non_full_backward_hook",
+    "_modules", "_named_members", "_non_persistent_buffers_set", "_parameters", "_prologue_start",
+    "_recompile_submodules", "_register_create_node_hook", "_register_deepcopy_hook",
+    "_register_erase_node_hook", "_register_load_state_dict_pre_hook", "_register_replace_node_hook",
+    "_register_state_dict_hook", "_replace_hooks", "_replicate_for_data_parallel", "_save_to_state_dict",
+    "_set_replace_hook", "_slow_forward", "_state_dict_hooks", "_state_dict_pre_hooks", "_tracer_cls",
+    "_tracer_extras", "_unregister_create_node_hook", "_unregister_deepcopy_hook",
+    "_unregister_erase_node_hook", "_unregister_replace_node_hook", "_version", "_wrapped_call",
+    "_wrapped_call_impl", "add_module", "add_submodule", "apply", "aux_weights", "bfloat16", "buffers",
+    "call_super_init", "children", "code", "compile", "cpu", "cuda", "delete_all_unused_submodules",
+    "delete_submodule", "double", "dump_patches", "eval", "extra_repr", "failed_node", "float", "forward",
+    "fx_name_of", "get_buffer", "get_extra_state", "get_parameter", "get_submodule", "graph", "half", "ipu",
+    "load_state_dict", "meta", "modules", "mtia", "named_buffers", "named_children", "named_modules",
+    "named_parameters", "parameters", "print_readable", "recompile", "register_backward_hook",
+    "register_buffer", "register_forward_hook", "register_forward_pre_hook", "register_full_backward_hook",
+    "register_full_backward_pre_hook", "register_load_state_dict_post_hook",
+    "register_load_state_dict_pre_hook", "register_module", "register_parameter",
+    "register_state_dict_post_hook", "register_state_dict_pre_hook", "requires_grad_", "set_extra_state",
+    "set_submodule", "shape_env", "share_memory", "spec_node_of", "state_dict", "to", "to_empty",
+    "to_folder", "train", "training", "type", "xpu", "zero_grad"
+})
+
+
 def reserved_names() -> frozenset[str]:
-    """Names a node id (or a dotted part of one) cannot take: Python keywords and the attributes of
-    the compiled module, whose submodules are named by node id (`forward`, `training`, `_modules`)."""
+    """Names a node id (or a dotted part of one) cannot take: Python keywords and the compiled
+    module's attributes."""
+    return _RESERVED
+
+
+_RESERVED = frozenset({*keyword.kwlist, *keyword.softkwlist, "self", *MODULE_ATTRIBUTES})
+
+
+@cache
+def module_attribute_names() -> frozenset[str]:
+    """The compiled module's attribute names under the torch that is installed."""
     import torch.fx as fx
     from torch import nn
 
@@ -56,18 +103,22 @@ def reserved_names() -> frozenset[str]:
     graph = fx.Graph()
     graph.output(graph.placeholder("x"))
     instance = SpecModule(nn.Module(), graph)  # instance attributes too: training, _modules, meta
-    return frozenset({*keyword.kwlist, *keyword.softkwlist, "self", *dir(instance),
-                      *SpecModule.__jit_ignored_attributes__})
+    return frozenset({*dir(instance), *SpecModule.__jit_ignored_attributes__})
+
+
+def check_reserved(spec: Spec, node: str, names: frozenset[str]) -> None:
+    """A one-line error naming the node when a dotted part of its id is one of `names`."""
+    for part in node.split("."):
+        if part in names:
+            what = "a Python keyword" if keyword.iskeyword(part) or part == "self" else \
+                "an attribute of the compiled nn.Module"
+            raise spec.error(node, f"node id '{node}': '{part}' is {what}; choose another id")
 
 
 def _check_id(spec: Spec, node: str, ids: set[str]) -> None:
     if node == INPUT:
         raise spec.error(node, "'input' is the implicit input node; choose another id")
-    for part in node.split("."):
-        if part in reserved_names():
-            what = "a Python keyword" if keyword.iskeyword(part) or part == "self" else \
-                "an attribute of the compiled nn.Module"
-            raise spec.error(node, f"node id '{node}': '{part}' is {what}; choose another id")
+    check_reserved(spec, node, _RESERVED)
     parent = node.rpartition(".")[0]
     while parent:  # `a.b` becomes a submodule of `a`, which must not be a node itself
         if parent in ids:

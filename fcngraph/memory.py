@@ -8,12 +8,13 @@ output, max-pool indices (int64), dropout masks; crops are views and cost nothin
 
 from __future__ import annotations
 
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .ops.base import window_length
 from .shapes import Analysis
+
+if TYPE_CHECKING:  # only the measurement needs torch; the estimate runs in `validate` without it
+    import torch
 
 FLOAT = 4  # bytes per float32 element
 INPLACE_ACTS = {"relu", "leaky_relu", "silu", "elu", "none"}  # built in place (ops/conv.py)
@@ -64,6 +65,8 @@ def saved_activation_bytes(model: torch.nn.Module, x: torch.Tensor) -> int:
     """Measured: bytes of the distinct non-parameter storages a training forward of `x` holds
     when it returns (what autograd saved, found with saved-tensor hooks, plus the output);
     works on CPU, where there are no allocator statistics."""
+    import torch
+
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
     params |= {b.untyped_storage().data_ptr() for b in model.buffers()}
     seen: dict[int, int] = {}

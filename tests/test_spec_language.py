@@ -367,6 +367,37 @@ def test_reserved_node_ids_error_cleanly_or_compile_and_run(node_id):
     assert model(torch.randn(1, 3, 16, 16)).shape == (1, 3, 16, 16)
 
 
+def test_the_reserved_id_snapshot_is_the_installed_torchs():
+    """validate checks ids against a snapshot (no torch import); it must be what this torch has."""
+    from fcngraph.graph import MODULE_ATTRIBUTES, module_attribute_names
+
+    live = module_attribute_names()
+    missing, extra = sorted(live - MODULE_ATTRIBUTES), sorted(MODULE_ATTRIBUTES - live)
+    assert not missing and not extra, f"snapshot lacks {missing}, has {extra} too"
+
+
+def test_compile_refuses_an_id_that_only_the_installed_torch_reserves(monkeypatch):
+    """A newer torch may add a module attribute the snapshot lacks: compile_spec still refuses it."""
+    import fcngraph.compile
+
+    spec = load_spec(tiny_spec())
+    monkeypatch.setattr(fcngraph.compile, "module_attribute_names", lambda: frozenset({"c2"}))
+    with pytest.raises(SpecError, match="node id 'c2': 'c2' is an attribute of the compiled nn.Module") as info:
+        compile_spec(spec)
+    assert info.value.path == "$.nodes.c2"
+
+
+def test_validate_imports_no_torch():
+    """Checking a spec is pure Python: torch (~2 s to import) loads only to build or run a model."""
+    shipped = [str(p) for p in sorted(SPECS.rglob("*.json"))  # every op; encoders are no nets of their own
+               if "schema" not in p.name and p.parent.name != "encoders"]
+    code = ("import sys; from fcngraph.cli import main; status = main(['validate', *sys.argv[1:]]); "
+            "sys.exit(10 + status if 'torch' in sys.modules else status)")
+    done = subprocess.run([sys.executable, "-c", code, *shipped], capture_output=True, text=True, timeout=300,
+                          cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 def test_dotted_id_under_another_node_is_rejected():
     data = tiny_spec()
     data["nodes"]["c1.extra"] = {"op": "conv", "in": "c1", "out": 4, "pad": 1}

@@ -8,34 +8,40 @@ over batch / channel groups / each image (norm).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
-from torch import nn
 
 from ..errors import OpError
 from .base import Op, PosInt
+
+if TYPE_CHECKING:
+    from torch import nn
+
 
 ActName = Literal["relu", "leaky_relu", "gelu", "silu", "elu", "tanh", "sigmoid", "softmax", "none"]
 NormName = Literal["none", "batch", "group", "instance"]
 LEAKY_SLOPE = 0.01  # PyTorch's default; the `act` op takes another `slope`
 
-# inplace only where the input is a fresh tensor no other node reads (after a conv, add, ...)
-ACTIVATIONS: dict[str, Callable[[bool, float], nn.Module]] = {
-    "relu": lambda inplace, slope: nn.ReLU(inplace=inplace),
-    "leaky_relu": lambda inplace, slope: nn.LeakyReLU(slope, inplace=inplace),
-    "gelu": lambda inplace, slope: nn.GELU(),
-    "silu": lambda inplace, slope: nn.SiLU(inplace=inplace),
-    "elu": lambda inplace, slope: nn.ELU(inplace=inplace),
-    "tanh": lambda inplace, slope: nn.Tanh(),
-    "sigmoid": lambda inplace, slope: nn.Sigmoid(),
-    "softmax": lambda inplace, slope: nn.Softmax(dim=1),  # over channels
+# inplace only where the input is a fresh tensor no other node reads (after a conv, add, ...);
+# torch.nn comes in as the first argument: checking a spec never imports torch (see ops/__init__)
+ACTIVATIONS: dict[str, Callable[[Any, bool, float], nn.Module]] = {
+    "relu": lambda nn, inplace, slope: nn.ReLU(inplace=inplace),
+    "leaky_relu": lambda nn, inplace, slope: nn.LeakyReLU(slope, inplace=inplace),
+    "gelu": lambda nn, inplace, slope: nn.GELU(),
+    "silu": lambda nn, inplace, slope: nn.SiLU(inplace=inplace),
+    "elu": lambda nn, inplace, slope: nn.ELU(inplace=inplace),
+    "tanh": lambda nn, inplace, slope: nn.Tanh(),
+    "sigmoid": lambda nn, inplace, slope: nn.Sigmoid(),
+    "softmax": lambda nn, inplace, slope: nn.Softmax(dim=1),  # over channels
 }
 
 
 def make_act(name: str, inplace: bool = True, slope: float = LEAKY_SLOPE) -> nn.Module | None:
     """The activation module for an `act` field, or None for 'none'."""
-    return None if name == "none" else ACTIVATIONS[name](inplace, slope)
+    from torch import nn
+
+    return None if name == "none" else ACTIVATIONS[name](nn, inplace, slope)
 
 
 def check_norm(name: str, channels: int, groups: int, field: str = "norm_groups") -> None:
@@ -45,6 +51,8 @@ def check_norm(name: str, channels: int, groups: int, field: str = "norm_groups"
 
 def make_norm(name: str, channels: int, groups: int = 32) -> nn.Module | None:
     """The normalisation module for a `norm` field (affine, as torchvision's), or None."""
+    from torch import nn
+
     if name == "batch":
         return nn.BatchNorm2d(channels)
     if name == "group":
@@ -78,6 +86,8 @@ class Act(Op):
         return out * out_hw[0] * out_hw[1]
 
     def build(self, ins, out):
+        from torch import nn
+
         return make_act(self.fn, inplace=False, slope=self.slope) or nn.Identity()  # input may be read elsewhere
 
     def label(self):

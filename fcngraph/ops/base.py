@@ -10,12 +10,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from ..errors import OpError
+
+if TYPE_CHECKING:
+    import torch
+
 
 # An identifier, or dotted parts for expanded block nodes (`layer2.0.conv1`, as torchvision names modules).
 NodeId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")]

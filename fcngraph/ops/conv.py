@@ -6,14 +6,17 @@ weights read `conv1.0.weight`, `conv1.2.weight`, ... as in torchvision's VGG fea
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple
 
 from pydantic import Field
-from torch import nn
 
 from ..errors import OpError
 from .act import ActName, NormName, check_norm, norm_params, post
 from .base import Coord, NonNegInt, Op, PosInt, per_layer, window_length
+
+if TYPE_CHECKING:
+    from torch import nn
+
 
 Init = Literal["default", "kaiming", "zeros", "normal"]
 
@@ -34,6 +37,8 @@ class Layer(NamedTuple):
 
 def init_conv(conv: nn.Module, how: str) -> None:
     """Initialise a conv's weight and bias; 'default' keeps PyTorch's own init."""
+    from torch import nn
+
     if how == "default":
         return
     if how == "zeros":
@@ -128,6 +133,8 @@ class Conv(Op):
         return self.bind(ins).flops(ins, out, in_hw, out_hw)
 
     def build(self, ins, out):
+        from torch import nn
+
         modules: list[nn.Module] = []
         for layer in self.layers(ins[0]):
             conv = nn.Conv2d(layer.cin, layer.cout, layer.kernel, layer.stride, layer.pad,
@@ -221,6 +228,8 @@ class Score(Op):
         return 2 * ins[0] * out * out_hw[0] * out_hw[1]
 
     def build(self, ins, out):
+        from torch import nn
+
         conv = nn.Conv2d(ins[0], out, 1, bias=self.bias)
         init_conv(conv, self.init)
         return conv

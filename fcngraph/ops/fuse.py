@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import operator
 from fractions import Fraction
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
-import torch
 from pydantic import Field, model_validator
 
 from ..errors import OpError
 from .act import ActName, make_act
 from .base import Coord, NodeId, NonNegInt, Op, crop_offset
+
+if TYPE_CHECKING:  # torch is imported where modules are built: checking a spec never needs it
+    import torch
 
 
 def crop_to(x: torch.Tensor, ref: torch.Tensor, offset: int) -> torch.Tensor:
@@ -189,6 +191,8 @@ class Concat(Fuse):
         return sum(ins)
 
     def combine(self, graph, name, terms):
+        import torch
+
         return graph.create_node("call_function", torch.cat, (terms,), {"dim": 1}, name=name)
 
     def label(self):

@@ -10,15 +10,16 @@ pool keeps its argmax positions for an `unpool` (SegNet), which restores the poo
 from __future__ import annotations
 
 import operator
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import torch
 from pydantic import Field, model_validator
-from torch import nn
 
 from ..errors import OpError
 from .base import Coord, NodeId, NonNegInt, Op, PosInt, window_length
+
+if TYPE_CHECKING:  # torch is imported where modules are built: checking a spec never needs it
+    import torch
 
 
 class Pool(Op):
@@ -63,6 +64,8 @@ class Pool(Op):
         return self.kernel ** 2 * out * out_hw[0] * out_hw[1]
 
     def build(self, ins, out):
+        from torch import nn
+
         if self.mode == "max":
             return nn.MaxPool2d(self.kernel, self.step, self.pad, ceil_mode=self.ceil,
                                 return_indices=self.indices)
@@ -162,6 +165,8 @@ class AdaptivePool(Op):
         return out * in_hw[0][0] * in_hw[0][1]
 
     def build(self, ins, out):
+        from torch import nn
+
         return nn.AdaptiveAvgPool2d(self.size) if self.mode == "avg" else nn.AdaptiveMaxPool2d(self.size)
 
     def label(self):
@@ -184,6 +189,8 @@ class Lrn(Op):
         return (self.size + 3) * out * out_hw[0] * out_hw[1]
 
     def build(self, ins, out):
+        from torch import nn
+
         return nn.LocalResponseNorm(self.size, self.alpha, self.beta, self.k)
 
 
@@ -198,6 +205,8 @@ class Dropout(Op):
     fill = "#f0f0f0"
 
     def build(self, ins, out):
+        from torch import nn
+
         return nn.Dropout(self.p) if self.mode == "element" else nn.Dropout2d(self.p)
 
     def label(self):

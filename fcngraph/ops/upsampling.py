@@ -7,20 +7,22 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
-import torch.nn.functional as F
 from pydantic import Field, model_validator
-from torch import nn
 
 from ..errors import OpError
 from .act import ActName, check_norm, norm_params, post
 from .base import Coord, NodeId, NonNegInt, Op, PosInt
 
+if TYPE_CHECKING:  # torch is imported where modules are built: checking a spec never needs it
+    import torch
+
 
 def bilinear_kernel(size: int) -> torch.Tensor:
     """The 2-D bilinear interpolation filter of FCN's surgery.upsample_filt (size x size)."""
+    import torch
+
     factor = (size + 1) // 2
     center = factor - 1 if size % 2 == 1 else factor - 0.5
     ramp = 1 - (torch.arange(size, dtype=torch.float64) - center).abs() / factor  # [size]
@@ -80,6 +82,9 @@ class Tconv(Op):
         return 2 * ins[0] * out * self.size ** 2 * in_hw[0][0] * in_hw[0][1]
 
     def build(self, ins, out):
+        import torch
+        from torch import nn
+
         tconv = nn.ConvTranspose2d(ins[0], out, self.size, self.factor, self.pad, bias=self.bias)
         with torch.no_grad():
             if self.init == "bilinear":
@@ -103,6 +108,8 @@ class Tconv(Op):
 
 def resize_like(x: torch.Tensor, ref: torch.Tensor, mode: str, align_corners: bool | None):
     """Interpolate x to ref's spatial size (the `upsample` op's `to` form)."""
+    import torch.nn.functional as F
+
     return F.interpolate(x, size=ref.shape[-2:], mode=mode, align_corners=align_corners)
 
 
@@ -147,6 +154,8 @@ class Upsample(Op):
         return self.align_corners if self.mode == "bilinear" else None
 
     def emit(self, graph, node_id, args, refs, offsets):
+        import torch.nn.functional as F
+
         if self.to:
             return graph.create_node("call_function", resize_like,
                                      (args[0], refs["to"], self.mode, self._align()), name=node_id)
