@@ -160,10 +160,12 @@ def expand(experiment: Experiment, extra: list[str] = (), runs_root: Path = Path
         if not path.is_file():
             raise SpecError(f"no spec file or shipped spec '{variant.spec}'", file=file, path=f"$.variants[{i}].spec")
         spec = resolve_data_path(load_spec(path))
-        try:
-            spec = apply_overrides(spec, [*common, *variant.set, *extra, f"name={json.dumps(name)}"])
-        except SpecError as exc:
-            raise SpecError(exc.message, file=file, path=f"$.variants[{i}].set") from None
+        for assignments, where in ((common, "$.set"), (variant.set, f"$.variants[{i}].set"), (extra, None)):
+            try:
+                spec = apply_overrides(spec, assignments)
+            except SpecError as exc:  # a command-line --set names itself; the file's name their place
+                raise SpecError(exc.message, file=file if where else None, path=where) from None
+        spec = apply_overrides(spec, [f"name={json.dumps(name)}"])
         runs[name] = {seed: apply_overrides(spec, [f"train.seed={seed}"]) for seed in experiment.seeds}
     stages = experiment.stages()
     parents = {name: v.init for v, name in zip(experiment.variants, experiment.display_names())}

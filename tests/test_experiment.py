@@ -65,6 +65,16 @@ def test_bad_variants_name_the_json_path(tmp_path, variant, path, message):
     assert f"exp.json: {path}:" in str(info.value) and message in str(info.value)
 
 
+def test_a_bad_set_is_named_where_it_was_written(tmp_path):
+    """The experiment's own `set`, a variant's, or the command line's --set: each error says which."""
+    variants = [{"spec": "fcn8s-mini"}]
+    with pytest.raises(SpecError, match=r"exp.json: \$\.set: --set train.bogus: "):
+        expand(load_experiment(write(tmp_path, {"variants": variants, "set": ["train.bogus=1"]})))
+    with pytest.raises(SpecError) as info:
+        expand(load_experiment(write(tmp_path, {"variants": variants})), extra=["train.bogus=1"])
+    assert str(info.value).startswith("--set train.bogus: ") and info.value.path is None
+
+
 def test_cli_error_is_one_line(tmp_path, capsys):
     from fcngraph.cli import main
     assert main(["compare", str(write(tmp_path, {"variants": [{"spek": "x"}]})), "-o", str(tmp_path / "r")]) == 2
