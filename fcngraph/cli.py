@@ -542,7 +542,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", help="Run directory or checkpoint file.")
     p.add_argument("--data", help="Dataset folder with the same classes (default: the spec's data.path).")
     p.add_argument("--split", default="val", help="Split to score (a split file name, e.g. test).")
-    p.add_argument("--tta", help="Test-time augmentation: flip, scales=0.75,1,1.25, or flip+scales=....")
+    p.add_argument("--tta", help="Test-time augmentation: flip, scales=0.75,1,1.25 (each between 0.125 and 8), "
+                   "or flip+scales=....")
     p.add_argument("--tile", type=int, help="Sliding-window tile side (must be a valid input size of the spec).")
     p.add_argument("--overlap", type=int, default=0, help="Overlap of neighbouring tiles in pixels.")
     p.add_argument("--checkpoint", choices=["best", "last"], default="best",

@@ -101,6 +101,9 @@ class Inference:
         return self.flip or self.scales != (1.0,)
 
 
+MIN_SCALE, MAX_SCALE = 0.125, 8.0  # beyond: an image of a pixel or two, or 64x the memory
+
+
 def parse_tta(text: str | None) -> tuple[bool, tuple[float, ...]]:
     """'flip', 'scales=0.75,1,1.25' or 'flip,scales=...' → (flip, scales)."""
     if not text:
@@ -114,8 +117,8 @@ def parse_tta(text: str | None) -> tuple[bool, tuple[float, ...]]:
                 scales = tuple(float(v) for v in item[len("scales="):].split(","))
             except ValueError:
                 raise DataError(f"--tta {text}: scales must be numbers, e.g. scales=0.75,1,1.25") from None
-            if min(scales) <= 0:
-                raise DataError(f"--tta {text}: scales must be positive")
+            if not all(MIN_SCALE <= v <= MAX_SCALE for v in scales):  # NaN fails too
+                raise DataError(f"--tta {text}: scales must be between {MIN_SCALE} and {MAX_SCALE}")
         else:
             raise DataError(f"--tta {text}: expected flip, scales=0.75,1,1.25 or flip+scales=...")
     return flip, scales
@@ -144,7 +147,8 @@ def probabilities(net: torch.nn.Module, x: torch.Tensor, how: Inference, num_cla
     h, w = x.shape[-2:]
     total = None
     for scale in how.scales:
-        xs = x if scale == 1.0 else F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)
+        size = [max(1, round(n * scale)) for n in x.shape[-2:]]  # a small image stays ≥ 1 pixel
+        xs = x if scale == 1.0 else F.interpolate(x, size=size, mode="bilinear", align_corners=False)
         for flipped in ((False, True) if how.flip else (False,)):
             xi = xs.flip(-1) if flipped else xs
             scores = _tiled(net, xi, how.tile, how.overlap, num_classes) if how.tile else net(xi)

@@ -122,6 +122,24 @@ def test_flip_tta_equals_plain_for_a_flip_equivariant_net(tmp_path):
         assert json.loads((run / "eval-val.json").read_text())["confusion"] == plain["confusion"]
 
 
+def test_multi_scale_tta_at_the_extreme_scales_scores_every_pixel_once(tmp_path, capsys):
+    """Scales 1/8 and 8 of a 12x9 image (1 pixel high at 1/8) run and score the same pixels as
+    plain inference, by a plausible amount apart; scales outside [1/8, 8], NaN or inf are one line."""
+    spec = tmp_path / "pix.json"
+    spec.write_text(json.dumps(PIX))
+    run = train(tmp_path, spec, make_folder(tmp_path / "d", size=(12, 9)))
+    assert main(["eval", str(run)]) == 0
+    assert main(["eval", str(run), "--tta", "scales=0.125,1,8"]) == 0
+    plain, tta = (json.loads((run / f"eval-val{t}.json").read_text()) for t in ("", "-tta"))
+    assert np.sum(tta["confusion"]) == np.sum(plain["confusion"]) == 2 * 12 * 9
+    assert tta["tta"]["scales"] == [0.125, 1.0, 8.0] and abs(tta["miou"] - plain["miou"]) < 0.25
+    for bad in ("scales=1e9", "scales=inf", "scales=nan", "scales=0.0001"):
+        capsys.readouterr()
+        assert main(["eval", str(run), "--tta", bad]) == 2
+        err = capsys.readouterr().err
+        assert err == f"fcngraph: error: --tta {bad}: scales must be between 0.125 and 8.0\n"
+
+
 def test_tile_fitting_the_image_equals_whole_image_on_unet(trained):
     run, _ = trained
     assert main(["eval", str(run)]) == 0
