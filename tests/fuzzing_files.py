@@ -412,7 +412,8 @@ def fuzz_data(fx: Fixtures, rng: random.Random, tmp: Path, timeout: float = TIME
         run = case / "run"
         shutil.copytree(fx.finished, run)
         argv = ["eval", str(run), "--data", str(data), "--split", rng.choice(["val", "val", "train", "nope"]),
-                "--backend", "torch", *rng.choice([[], [], ["--tta", "flip"], ["--tile", "8"]])]
+                "--backend", "torch", *rng.choice([[], [], ["--tta", "flip"], ["--tile", "8"], ["--tta", rng.choice(
+                    ["flip+scales=0.125,8", "scales=0.5,2", "scales=1e9", "scales=nan", "scales=0.01,1"])]])]
     else:
         files = _files(where["images"]) or [where["images"] / "a.png"]
         chosen = rng.sample(files, min(len(files), rng.choice([1, 2])))
