@@ -590,11 +590,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(describe_os_error(exc), os_error_status(exc))
     except MemoryError:
         return _fail("out of memory; try a smaller batch, crop or image size", EXIT_ENVIRONMENT)
-    except Exception:  # noqa: BLE001 - the last line of defence: a bug, shown as one
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: a bug, shown as one
+        if is_out_of_memory(exc):
+            return _fail(f"out of memory ({message_line(exc)}); try a smaller batch, crop or image size",
+                         EXIT_ENVIRONMENT)
         traceback.print_exc()
         print("fcngraph: internal error: this is a bug in fcngraph, not in your input; please "
               "report it with the command you ran and the traceback above", file=sys.stderr)
         return EXIT_BUG
+
+
+OUT_OF_MEMORY = ("can't allocate memory", "Storage size calculation overflowed", "out of memory")
+
+
+def is_out_of_memory(exc: Exception) -> bool:
+    """torch's allocation failures: CPU (a RuntimeError naming DefaultCPUAllocator), CUDA
+    (torch.OutOfMemoryError), or a tensor too large to size; told by name, so torch need not load."""
+    return type(exc).__name__ == "OutOfMemoryError" or (
+        isinstance(exc, RuntimeError) and any(text in str(exc) for text in OUT_OF_MEMORY))
+
+
+def message_line(exc: Exception) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return (lines[-1] if lines else type(exc).__name__)[:200]
 
 
 def _fail(message: str, status: int) -> int:

@@ -7,7 +7,7 @@ import errno
 import pytest
 
 from fcngraph import cli
-from fcngraph.errors import EXIT_BUG, EXIT_ENVIRONMENT, EXIT_INPUT, EnvironmentProblem, SpecError
+from fcngraph.errors import EXIT_BUG, EXIT_ENVIRONMENT, EXIT_INPUT, EnvironmentProblem, NodeRuntimeError, SpecError
 
 
 def _raising(exc: BaseException):
@@ -26,6 +26,12 @@ def _raising(exc: BaseException):
     (PermissionError(errno.EACCES, "Permission denied", "runs/a"), EXIT_ENVIRONMENT, "runs/a"),
     (OSError(errno.ENOSPC, "No space left on device", "runs/a/last.pt"), EXIT_ENVIRONMENT, "No space"),
     (MemoryError(), EXIT_ENVIRONMENT, "out of memory"),
+    (RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0.\nDefaultCPUAllocator: can't allocate memory: you "
+                  "tried to allocate 120000000000 bytes."), EXIT_ENVIRONMENT, "allocate 120000000000 bytes"),
+    (NodeRuntimeError("node 'conv1': OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"),
+     EXIT_ENVIRONMENT, "Tried to allocate 2.00 GiB"),
+    (RuntimeError("Storage size calculation overflowed with sizes=[1, 3, 180000000000, 240000000000]"),
+     EXIT_ENVIRONMENT, "out of memory (Storage size"),
 ])
 def test_known_failures_are_one_line(monkeypatch, capsys, exc, status, text):
     monkeypatch.setattr(cli, "cmd_validate", _raising(exc))
@@ -36,10 +42,11 @@ def test_known_failures_are_one_line(monkeypatch, capsys, exc, status, text):
 
 
 def test_a_bug_shows_its_traceback_and_asks_for_a_report(monkeypatch, capsys):
-    monkeypatch.setattr(cli, "cmd_validate", _raising(ZeroDivisionError("oops")))
-    assert cli.main(["validate", "whatever.json"]) == EXIT_BUG
-    err = capsys.readouterr().err
-    assert "Traceback" in err and "ZeroDivisionError" in err and "report it" in err
+    for exc in (ZeroDivisionError("oops"), RuntimeError("size mismatch")):  # a RuntimeError that is no OOM too
+        monkeypatch.setattr(cli, "cmd_validate", _raising(exc))
+        assert cli.main(["validate", "whatever.json"]) == EXIT_BUG
+        err = capsys.readouterr().err
+        assert "Traceback" in err and type(exc).__name__ in err and "report it" in err
 
 
 def test_every_exit_status_is_documented_in_the_readme():
