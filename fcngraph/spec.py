@@ -234,6 +234,19 @@ def _json_path(loc: tuple[Any, ...]) -> tuple[str, str | None]:
     return text.replace(".in_", ".in").replace(".schema_", ".$schema"), node
 
 
+def first_message(errors: list[dict[str, Any]]) -> str:
+    """The first error's message; when it is one branch of a union (`list[float] | 'median_frequency'
+    | ...`), every branch's, so the message lists what the field takes instead of one option."""
+    first = errors[0]
+    untagged = tuple(p for p in first["loc"] if not (isinstance(p, str) and _TYPE_TAG.match(p)))
+    if untagged == tuple(first["loc"]):
+        return first["msg"]
+    branches = [e["msg"] for e in errors
+                if tuple(p for p in e["loc"] if not (isinstance(p, str) and _TYPE_TAG.match(p))) == untagged]
+    options = [m.removeprefix("Input should be ") for m in dict.fromkeys(branches)]
+    return "Input should be " + " or ".join(options)
+
+
 def _from_validation(exc: ValidationError, file: str | None, origins: dict[str, str],
                      paths: dict[str, str] | None = None) -> SpecError:
     first = exc.errors()[0]
@@ -243,7 +256,7 @@ def _from_validation(exc: ValidationError, file: str | None, origins: dict[str, 
         field = rest[1:].split(".")[0].split("[")[0]
         set_by = paths.get(f"{node}#{field}")  # or at the parameter value that set the field
         path = set_by + rest[1 + len(field):] if set_by else paths[node] + rest
-    message = first["msg"].replace("Value error, ", "")
+    message = first_message(exc.errors()).replace("Value error, ", "")
     if first["loc"][-1:] == ("[key]",):
         message = (f"node id '{node}' is not an identifier (letters, digits, _; not starting with a digit; "
                    f"dots separate the parts of block ids)")

@@ -367,6 +367,16 @@ def test_reserved_node_ids_error_cleanly_or_compile_and_run(node_id):
     assert model(torch.randn(1, 3, 16, 16)).shape == (1, 3, 16, 16)
 
 
+def test_a_field_that_takes_several_types_lists_them_all():
+    """class_weights is a list or a method name: a wrong value says both, in a file and in --set."""
+    expected = "Input should be a valid array or 'median_frequency' or 'inverse_sqrt'"
+    with pytest.raises(SpecError) as info:
+        load_spec(merge_patch(tiny_spec(), {"train": {"class_weights": "median"}}))
+    assert info.value.path == "$.train.class_weights" and info.value.message == expected
+    with pytest.raises(SpecError, match=f"--set train.class_weights: {expected}$"):
+        apply_overrides(load_spec(tiny_spec()), ['train.class_weights="median"'])
+
+
 def test_the_reserved_id_snapshot_is_the_installed_torchs():
     """validate checks ids against a snapshot (no torch import); it must be what this torch has."""
     from fcngraph.graph import MODULE_ATTRIBUTES, module_attribute_names
