@@ -16,6 +16,7 @@ import numpy as np
 from .errors import OpError, SpecError
 from .graph import SpecGraph, build_graph
 from .ops import Coord, Op
+from .ops.base import MAX_INT
 from .spec import INPUT, Spec
 
 
@@ -112,6 +113,9 @@ def _node(spec: Spec, op: Op, node: str, nodes: dict[str, NodeInfo],
         hw = (height, height if size[0] == size[1] else _sizes(rules, ins, refs, offsets, 1))
         if min(hw) < 1:
             raise OpError(f"output would be {hw[0]}x{hw[1]} for a {size[0]}x{size[1]} input")
+        if max(hw) > MAX_INT:
+            raise OpError(f"output would be {hw[0]:.3g}x{hw[1]:.3g} for a {size[0]}x{size[1]} input; "
+                          f"no side can exceed {MAX_INT:,}")
         flops = rules.flops(in_ch, out_ch, [i.size for i in ins], hw)
     info = NodeInfo(node, op, out_ch, coord, tuple(offsets), params, hw, flops,
                     tuple(op.residual(coords, ref_coords)))
@@ -150,22 +154,25 @@ def output_length(analysis: Analysis, n: int) -> tuple[int, bool] | None:
             out = rules.length(ins, {f: lengths[r] for f, r in refs.items()}, list(info.offsets))
         except OpError:
             return None
-        if out < 1:
+        if out < 1 or out > MAX_INT:  # as valid_sizes: a map side over MAX_INT does not run
             return None
         exact = exact and rules.exact(ins)
         lengths[node] = out
     return lengths[analysis.spec.output], exact
 
 
-def _progression(sizes: list[int]) -> str:
+def _progression(sizes: list[int], limit: int = 0) -> str:
+    """The sizes as a rule; one that stops before the scan's `limit` (a map side would pass
+    MAX_INT beyond) says where it stops."""
     if not sizes:
         return "none"
     first, gaps = sizes[0], {b - a for a, b in zip(sizes, sizes[1:])}
-    if not gaps or gaps == {1}:
-        return f"any size ≥ {first}"
-    if len(gaps) == 1:
-        step = gaps.pop()
-        return f"sizes ≡ {first % step} (mod {step}), ≥ {first}"
+    step = gaps.pop() if len(gaps) == 1 else 1 if not gaps else 0
+    until = f", ≤ {sizes[-1]}" if limit and step and sizes[-1] + step <= limit else ""
+    if step == 1:
+        return f"any size ≥ {first}{until}"
+    if step:
+        return f"sizes ≡ {first % step} (mod {step}), ≥ {first}{until}"
     return "sizes " + ", ".join(map(str, sizes[:8])) + ", …"
 
 
@@ -177,6 +184,7 @@ def _relation(delta: int) -> str:
 class SizeRule:
     outputs: dict[int, int]  # input side → output side, for every side the model runs on
     exact: list[int]  # sides where no floor-rounded stride drops pixels ("valid" sizes)
+    limit: int = 0  # the largest side scanned (0: not known)
 
     def relation(self) -> str:
         deltas = {self.outputs[n] - n for n in self.exact or self.outputs}
@@ -200,8 +208,8 @@ class SizeRule:
                 "floor-rounded stride skips the last (partly padded) row and column")
 
     def describe(self) -> str:
-        return (f"valid input sizes: {_progression(self.exact)}; {self.relation()}"
-                f"{self.at_multiples()}; runs on {_progression(sorted(self.outputs))}")
+        return (f"valid input sizes: {_progression(self.exact, self.limit)}; {self.relation()}"
+                f"{self.at_multiples()}; runs on {_progression(sorted(self.outputs), self.limit)}")
 
 
 def valid_sizes(analysis: Analysis, limit: int = 1024) -> SizeRule:
@@ -226,15 +234,16 @@ def valid_sizes(analysis: Analysis, limit: int = 1024) -> SizeRule:
         out, ok, node_exact = _vector_length(analysis.rules[node], ins, ref_lengths,
                                              list(analysis.nodes[node].offsets), limit)
         passed_on = out is ins[0] or any(out is i for i in ins) or any(out is r for r in ref_lengths.values())
-        if ok is not None or (not passed_on and out.min() < 1):  # a kept length is ≥ 1 everywhere
-            runs &= (out >= 1) if ok is None else ok & (out >= 1)
+        if ok is not None or (not passed_on and (out.min() < 1 or out.max() > MAX_INT)):  # kept: ≥ 1 everywhere
+            fits = (out >= 1) & (out <= MAX_INT)  # a side over MAX_INT cannot run (nor grow past int64 next)
+            runs &= fits if ok is None else ok & fits
             out = np.where(runs, out, 1)  # (limit,) keep failed sides harmless downstream
         if node_exact is not True:
             exact &= node_exact
         lengths[node] = out
     output = lengths[analysis.spec.output]
     outputs = {int(n): int(o) for n, o in zip(sides[runs], output[runs])}
-    return SizeRule(outputs, [int(n) for n in sides[runs & exact]])
+    return SizeRule(outputs, [int(n) for n in sides[runs & exact]], limit)
 
 
 def _freed_after(reads: dict[str, tuple[list[str], dict[str, str]]], output: str) -> dict[str, list[str]]:

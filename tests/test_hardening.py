@@ -9,7 +9,7 @@ import json
 import pytest
 
 from fcngraph import cli
-from fcngraph.errors import EXIT_ENVIRONMENT, EXIT_INPUT, EnvironmentProblem
+from fcngraph.errors import EXIT_ENVIRONMENT, EXIT_INPUT, EnvironmentProblem, SpecError
 from fcngraph.settings import MEMORY_BUDGET, check_device, memory_warning
 from fcngraph.shapes import SizeRule, analyze, output_length, valid_sizes
 from fcngraph.spec import load_spec
@@ -107,7 +107,7 @@ def _exhaustive(analysis, limit: int) -> SizeRule:
         if result is not None:
             outputs[n] = result[0]
             exact += [n] if result[1] else []
-    return SizeRule(outputs, exact)
+    return SizeRule(outputs, exact, limit)
 
 
 SIZE_SPECS = sorted(p for p in [*SPECS.glob("*.json"), *(ROOT / "tests" / "specs").glob("*.json")]
@@ -119,6 +119,28 @@ def test_valid_sizes_match_the_exhaustive_scan(path):
     analysis = analyze(load_spec(path))
     fast, slow = valid_sizes(analysis, 400), _exhaustive(analysis, 400)
     assert fast == slow and fast.describe() == slow.describe()
+
+
+def test_sizes_that_would_pass_int32_do_not_run_and_nothing_overflows(tmp_path, capsys):
+    """Three ×1000 upsamples then three /1000 pools: sides 1 and 2 stay ≤ 2^31 - 1 in between, larger
+    ones would not (and a fourth ×1000 would wrap int64 in the vectorised scan): the scan, the
+    exhaustive one and the analysis at a size agree; a pad of 2^63 is refused by the schema."""
+    nodes = {"c": {"op": "conv", "in": "input", "out": 2, "kernel": 1}}
+    for name in ["u1", "u2", "u3"]:
+        nodes[name] = {"op": "upsample", "in": list(nodes)[-1], "factor": 1000}
+    for name in ["p1", "p2", "p3"]:
+        nodes[name] = {"op": "pool", "in": list(nodes)[-1], "kernel": 1000, "stride": 1000}
+    spec = load_spec({"name": "grow", "num_classes": 2, "nodes": nodes, "output": "p3"})
+    analysis = analyze(spec)
+    fast, slow = valid_sizes(analysis, 100), _exhaustive(analysis, 100)
+    assert fast == slow and sorted(fast.outputs) == [1, 2]
+    assert fast.describe() == "valid input sizes: any size ≥ 1, ≤ 2; output = input; runs on any size ≥ 1, ≤ 2"
+    with pytest.raises(SpecError, match="no side can exceed 2,147,483,647") as info:
+        analyze(spec, (64, 64))
+    assert info.value.node == "u3"  # 64 → 64,000 → 64 million → 64 billion
+    path = _write(tmp_path, tiny_spec(c1={"op": "conv", "in": "input", "out": [4, 4], "pad": 2**63}))
+    status, _, err = _validate(capsys, path)
+    assert status == 2 and "$.nodes.c1.pad: Input should be less than or equal to 2147483647" in err
 
 
 def test_valid_sizes_match_with_ceil_pools_and_size_references():

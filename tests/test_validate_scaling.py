@@ -119,7 +119,7 @@ def test_valid_sizes_where_fusions_fit_on_some_sides_only(monkeypatch):
         "gated": {"op": "mul", "in": ["sum", "cut", "gp"]},
         "out": {"op": "conv", "in": "gated", "out": 2, "kernel": 1, "act": "none"}}}
     analysis = shapes.analyze(load_spec(data))
-    slow = shapes.SizeRule(*_exhaustive(analysis, 40))
+    slow = shapes.SizeRule(*_exhaustive(analysis, 40), limit=40)
     monkeypatch.setattr(shapes, "_side_by_side", _no_side_by_side)
     assert shapes.valid_sizes(analysis, 40) == slow
     assert sorted(slow.outputs) == list(range(2, 41, 2))

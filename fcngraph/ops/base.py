@@ -22,8 +22,9 @@ if TYPE_CHECKING:
 
 # An identifier, or dotted parts for expanded block nodes (`layer2.0.conv1`, as torchvision names modules).
 NodeId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")]
-PosInt = Annotated[int, Field(ge=1)]
-NonNegInt = Annotated[int, Field(ge=0)]
+MAX_INT = 2**31 - 1  # no size, stride or pad is larger; bigger ones overflow the vectorised size scan
+PosInt = Annotated[int, Field(ge=1, le=MAX_INT)]
+NonNegInt = Annotated[int, Field(ge=0, le=MAX_INT)]
 
 
 @dataclass(frozen=True)
