@@ -108,13 +108,18 @@ def test_training_eval_and_compare_count_per_image_alike(tmp_path):
         np.testing.assert_array_equal(written[key], evaluated[key])
 
 
-def test_flip_tta_equals_plain_for_a_flip_equivariant_net(tmp_path):
+def _plain_and_tta(tmp_path, tta: str):
+    """A trained per-pixel net (PIX) on 12x9 images, evaluated plainly and with `--tta tta`."""
     spec = tmp_path / "pix.json"
     spec.write_text(json.dumps(PIX))
     run = train(tmp_path, spec, make_folder(tmp_path / "d", size=(12, 9)))
     assert main(["eval", str(run)]) == 0
-    assert main(["eval", str(run), "--tta", "flip"]) == 0
-    plain, tta = (json.loads((run / f"eval-val{t}.json").read_text()) for t in ("", "-tta"))
+    assert main(["eval", str(run), "--tta", tta]) == 0
+    return run, *(json.loads((run / f"eval-val{t}.json").read_text()) for t in ("", "-tta"))
+
+
+def test_flip_tta_equals_plain_for_a_flip_equivariant_net(tmp_path):
+    run, plain, tta = _plain_and_tta(tmp_path, "flip")
     assert plain["confusion"] == tta["confusion"] and tta["tta"]["flip"]
     # a tile the image fits in gives whole-image inference; smaller overlapping tiles do too for a 1×1 net
     for tile in (["--tile", "16"], ["--tile", "5", "--overlap", "2"]):
@@ -125,12 +130,7 @@ def test_flip_tta_equals_plain_for_a_flip_equivariant_net(tmp_path):
 def test_multi_scale_tta_at_the_extreme_scales_scores_every_pixel_once(tmp_path, capsys):
     """Scales 1/8 and 8 of a 12x9 image (1 pixel high at 1/8) run and score the same pixels as
     plain inference, by a plausible amount apart; scales outside [1/8, 8], NaN or inf are one line."""
-    spec = tmp_path / "pix.json"
-    spec.write_text(json.dumps(PIX))
-    run = train(tmp_path, spec, make_folder(tmp_path / "d", size=(12, 9)))
-    assert main(["eval", str(run)]) == 0
-    assert main(["eval", str(run), "--tta", "scales=0.125,1,8"]) == 0
-    plain, tta = (json.loads((run / f"eval-val{t}.json").read_text()) for t in ("", "-tta"))
+    run, plain, tta = _plain_and_tta(tmp_path, "scales=0.125,1,8")
     assert np.sum(tta["confusion"]) == np.sum(plain["confusion"]) == 2 * 12 * 9
     assert tta["tta"]["scales"] == [0.125, 1.0, 8.0] and abs(tta["miou"] - plain["miou"]) < 0.25
     for bad in ("scales=1e9", "scales=inf", "scales=nan", "scales=0.0001"):
