@@ -17,6 +17,7 @@ import torch
 
 from .compile import compile_spec
 from .errors import FcngraphError
+from .images import is_palette
 from .io import atomic_write, parse_json
 from .spec import Spec, load_spec
 
@@ -108,9 +109,7 @@ class Trained:
         if classes is not None and (not isinstance(classes, list) or len(classes) != n
                                     or not all(isinstance(c, str) for c in classes)):
             raise CheckpointError(f"{self.path}: its 'classes' are not {n} class names")
-        if palette is not None and (not isinstance(palette, list) or len(palette) < n or not all(
-                isinstance(c, list) and len(c) == 3 and all(type(v) is int and 0 <= v <= 255 for v in c)
-                for c in palette)):
+        if palette is not None and not is_palette(palette, n):
             raise CheckpointError(f"{self.path}: its 'palette' is not one [r, g, b] (0..255) per class")
         return extras
 

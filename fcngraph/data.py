@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from .errors import DataError
-from .images import IMAGE_SUFFIXES, MASK_SUFFIXES, find_file, read_image, read_mask, to_unit
+from .images import IMAGE_SUFFIXES, MASK_SUFFIXES, find_file, is_palette, read_image, read_mask, to_unit
 from .io import parse_json
 from .settings import DataSettings, TrainSettings
 
@@ -156,9 +156,7 @@ def read_classes(root: Path) -> tuple[list[str] | None, list[tuple[int, int, int
         classes = [str(c) for c in meta["classes"]]
         palette = meta.get("palette") or None
         if palette is not None:
-            if not isinstance(palette, list) or len(palette) < len(classes) or any(
-                    not isinstance(c, list) or len(c) != 3 or not all(type(v) is int and 0 <= v <= 255 for v in c)
-                    for c in palette):
+            if not is_palette(palette, len(classes)):
                 raise TypeError("palette needs one [r, g, b] per class, integers 0..255")
             palette = [tuple(c) for c in palette]
         return classes, palette

@@ -79,7 +79,7 @@ class Experiment(BaseModel):
     def stages(self) -> dict[str, int]:
         """display name → training stage: 0 for variants trained from their own initialisation,
         else one more than the stage of the variant named by `init`."""
-        parents = {name: v.init for v, name in zip(self.variants, self.display_names())}
+        parents = self.parents()
         stages: dict[str, int] = {}
         for name in parents:
             chain = [name]
@@ -91,6 +91,10 @@ class Experiment(BaseModel):
             for depth, link in enumerate(reversed(chain)):
                 stages.setdefault(link, top + depth)
         return stages
+
+    def parents(self) -> dict[str, str | None]:
+        """display name → the display name its `init` names, or None."""
+        return {name: v.init for v, name in zip(self.variants, self.display_names())}
 
     def display_names(self) -> list[str]:
         return [v.name or Path(v.spec).stem for v in self.variants]
@@ -168,7 +172,7 @@ def expand(experiment: Experiment, extra: list[str] = (), runs_root: Path = Path
         spec = apply_overrides(spec, [f"name={json.dumps(name)}"])
         runs[name] = {seed: apply_overrides(spec, [f"train.seed={seed}"]) for seed in experiment.seeds}
     stages = experiment.stages()
-    parents = {name: v.init for v, name in zip(experiment.variants, experiment.display_names())}
+    parents = experiment.parents()
     for name in sorted(runs, key=stages.__getitem__):  # a parent's specs are final before its children's
         parent = parents[name]
         if parent is not None:

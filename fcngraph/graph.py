@@ -46,7 +46,7 @@ def nx_graph(spec: Spec, edges: list[Edge]) -> nx.DiGraph:
 
 # The compiled module's attributes (an fx.GraphModule whose submodules are named by node id:
 # `forward`, `training`, `_modules`, ...), as torch 2.13 has them. A snapshot, so that checking a
-# spec imports no torch (a third of `validate`'s time); tests/test_validate_scaling.py compares it
+# spec imports no torch (a third of `validate`'s time); tests/test_spec_language.py compares it
 # with the installed torch, and compile_spec checks ids against the live names as well.
 MODULE_ATTRIBUTES = frozenset({
     "T_destination", "__annotations__", "__call__", "__class__", "__copy__", "__deepcopy__", "__delattr__",
@@ -83,13 +83,8 @@ MODULE_ATTRIBUTES = frozenset({
 })
 
 
-def reserved_names() -> frozenset[str]:
-    """Names a node id (or a dotted part of one) cannot take: Python keywords and the compiled
-    module's attributes."""
-    return _RESERVED
-
-
-_RESERVED = frozenset({*keyword.kwlist, *keyword.softkwlist, "self", *MODULE_ATTRIBUTES})
+# What a node id (or a dotted part of one) cannot be: a Python keyword or a module attribute.
+RESERVED = frozenset({*keyword.kwlist, *keyword.softkwlist, "self", *MODULE_ATTRIBUTES})
 
 
 @cache
@@ -118,7 +113,7 @@ def check_reserved(spec: Spec, node: str, names: frozenset[str]) -> None:
 def _check_id(spec: Spec, node: str, ids: set[str]) -> None:
     if node == INPUT:
         raise spec.error(node, "'input' is the implicit input node; choose another id")
-    check_reserved(spec, node, _RESERVED)
+    check_reserved(spec, node, RESERVED)
     parent = node.rpartition(".")[0]
     while parent:  # `a.b` becomes a submodule of `a`, which must not be a node itself
         if parent in ids:

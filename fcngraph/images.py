@@ -21,6 +21,7 @@ import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -211,6 +212,12 @@ def read_mask(path: Path, max_pixels: int, palette: list[tuple[int, int, int]] |
             return rgb_to_index(np.asarray(m.convert("RGB")), palette, path)
     except (OSError, ValueError, Image.DecompressionBombError):
         raise DataError(f"{path}: unreadable mask") from None
+
+
+def is_palette(value: Any, classes: int) -> bool:
+    """A JSON palette for `classes` classes: a list of at least that many [r, g, b], ints in 0..255."""
+    return isinstance(value, list) and len(value) >= classes and all(
+        isinstance(c, list) and len(c) == 3 and all(type(v) is int and 0 <= v <= 255 for v in c) for c in value)
 
 
 def rgb_to_index(rgb: np.ndarray, palette: list[tuple[int, int, int]], path: Path) -> np.ndarray:

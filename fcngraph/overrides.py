@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from .errors import SpecError
-from .spec import _TYPE_TAG, Spec, first_message
+from .spec import Spec, first_message, untagged
 
 
 def parse_value(text: str) -> Any:
@@ -48,8 +48,8 @@ def apply_overrides(spec: Spec, assignments: list[str]) -> Spec:
                 target, text = texts.pop(loc)
                 target[loc[-1]] = text
                 continue
-            shown = ".".join(p for p in loc if not _TYPE_TAG.match(p))  # no union branch tags
-            raise SpecError(f"--set {shown}: {first_message(exc.errors())}", file=spec.file) from None
+            raise SpecError(f"--set {'.'.join(untagged(loc))}: {first_message(exc.errors())}",
+                            file=spec.file) from None
     result._file, result._origins, result._paths = spec._file, spec._origins, spec._paths
     result._instances = spec._instances
     return result

@@ -234,15 +234,19 @@ def _json_path(loc: tuple[Any, ...]) -> tuple[str, str | None]:
     return text.replace(".in_", ".in").replace(".schema_", ".$schema"), node
 
 
+def untagged(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A pydantic loc without the type tags it adds for each branch of a union."""
+    return tuple(p for p in loc if not (isinstance(p, str) and _TYPE_TAG.match(p)))
+
+
 def first_message(errors: list[dict[str, Any]]) -> str:
     """The first error's message; when it is one branch of a union (`list[float] | 'median_frequency'
     | ...`), every branch's, so the message lists what the field takes instead of one option."""
     first = errors[0]
-    untagged = tuple(p for p in first["loc"] if not (isinstance(p, str) and _TYPE_TAG.match(p)))
-    if untagged == tuple(first["loc"]):
+    field = untagged(first["loc"])
+    if field == tuple(first["loc"]):
         return first["msg"]
-    branches = [e["msg"] for e in errors
-                if tuple(p for p in e["loc"] if not (isinstance(p, str) and _TYPE_TAG.match(p))) == untagged]
+    branches = [e["msg"] for e in errors if untagged(e["loc"]) == field]
     options = [m.removeprefix("Input should be ") for m in dict.fromkeys(branches)]
     return "Input should be " + " or ".join(options)
 

@@ -24,7 +24,8 @@ NormName = Literal["none", "batch", "group", "instance"]
 LEAKY_SLOPE = 0.01  # PyTorch's default; the `act` op takes another `slope`
 
 # inplace only where the input is a fresh tensor no other node reads (after a conv, add, ...);
-# torch.nn comes in as the first argument: checking a spec never imports torch (see ops/__init__)
+# torch.nn comes in as the first argument: checking a spec never imports torch
+# (tests/test_spec_language.py::test_validate_imports_no_torch)
 ACTIVATIONS: dict[str, Callable[[Any, bool, float], nn.Module]] = {
     "relu": lambda nn, inplace, slope: nn.ReLU(inplace=inplace),
     "leaky_relu": lambda nn, inplace, slope: nn.LeakyReLU(slope, inplace=inplace),
