@@ -57,6 +57,8 @@ EXPECTED = {
     "keyword_id": ("def", "$.nodes.def", "'def' is a Python keyword"),
     "strict_bool": ("c1", "$.nodes.c1.bias", "valid boolean"),
     "patch_unknown": ("pool9", "$.nodes.pool9", "patches node 'pool9' (no 'op'), which the base does not have"),
+    "huge_pad": ("c1", "$.nodes.c1.pad", "less than or equal to 2147483647"),
+    "class_weights_word": (None, "$.train.class_weights", "a valid array or 'median_frequency' or 'inverse_sqrt'"),
 }
 
 
