@@ -116,6 +116,10 @@ def _node(spec: Spec, op: Op, node: str, nodes: dict[str, NodeInfo],
         if max(hw) > MAX_INT:
             raise OpError(f"output would be {hw[0]:.3g}x{hw[1]:.3g} for a {size[0]}x{size[1]} input; "
                           f"no side can exceed {MAX_INT:,}")
+        heights = rules.normalised_sides([i.size[0] for i in ins])  # [] for all but instance norms
+        widths = rules.normalised_sides([i.size[1] for i in ins]) if heights else []
+        if any(h * w < 2 for h, w in zip(heights, widths)):  # torch: "expected more than 1 spatial element"
+            raise OpError(f"instance norm of a 1x1 map for a {size[0]}x{size[1]} input; it needs more than one pixel")
         flops = rules.flops(in_ch, out_ch, [i.size for i in ins], hw)
     info = NodeInfo(node, op, out_ch, coord, tuple(offsets), params, hw, flops,
                     tuple(op.residual(coords, ref_coords)))
@@ -155,6 +159,8 @@ def output_length(analysis: Analysis, n: int) -> tuple[int, bool] | None:
         except OpError:
             return None
         if out < 1 or out > MAX_INT:  # as valid_sizes: a map side over MAX_INT does not run
+            return None
+        if any(side < 2 for side in rules.normalised_sides(ins)):  # a square 1x1 map: no instance norm
             return None
         exact = exact and rules.exact(ins)
         lengths[node] = out
@@ -234,8 +240,11 @@ def valid_sizes(analysis: Analysis, limit: int = 1024) -> SizeRule:
         out, ok, node_exact = _vector_length(analysis.rules[node], ins, ref_lengths,
                                              list(analysis.nodes[node].offsets), limit)
         passed_on = out is ins[0] or any(out is i for i in ins) or any(out is r for r in ref_lengths.values())
-        if ok is not None or (not passed_on and (out.min() < 1 or out.max() > MAX_INT)):  # kept: ≥ 1 everywhere
+        normalised = analysis.rules[node].normalised_sides(ins)  # [] for all but instance norms
+        if ok is not None or normalised or (not passed_on and (out.min() < 1 or out.max() > MAX_INT)):
             fits = (out >= 1) & (out <= MAX_INT)  # a side over MAX_INT cannot run (nor grow past int64 next)
+            for side in normalised:  # square sides: a 1x1 map cannot be instance-normalised
+                fits &= np.asarray(side) >= 2
             runs &= fits if ok is None else ok & fits
             out = np.where(runs, out, 1)  # (limit,) keep failed sides harmless downstream
         if node_exact is not True:

@@ -143,6 +143,39 @@ def test_sizes_that_would_pass_int32_do_not_run_and_nothing_overflows(tmp_path, 
     assert status == 2 and "$.nodes.c1.pad: Input should be less than or equal to 2147483647" in err
 
 
+@pytest.mark.parametrize("nodes", [
+    {"c": {"op": "conv", "in": "input", "out": 2, "kernel": 1, "norm": "instance"}},
+    {"c": {"op": "conv", "in": "input", "out": 2, "kernel": 1}, "n": {"op": "norm", "in": "c", "norm": "instance"}},
+    {"c": {"op": "conv", "in": "input", "out": 2, "kernel": 1},
+     "u": {"op": "tconv", "in": "c", "factor": 1, "kernel": 1, "init": "kaiming", "norm": "instance"}},
+    # 3x3 valid conv to 1x1 (normalised), then a padded 1x1 conv back to 3x3: the inner map decides
+    {"c": {"op": "conv", "in": "input", "out": [2, 2], "kernel": [3, 1], "pad": [0, 1], "norm": ["instance", "none"]}},
+])
+def test_instance_norm_of_a_single_pixel_is_a_size_that_does_not_run(nodes):
+    """torch cannot instance-normalise a 1x1 map: the size rules say so, and every size they call
+    runnable runs in the real model (a traceback before: 'expected more than 1 spatial element')."""
+    import torch
+
+    from fcngraph.compile import compile_spec
+
+    spec = load_spec({"name": "inorm", "num_classes": 2, "nodes": nodes, "output": list(nodes)[-1]})
+    analysis = analyze(spec)
+    fast, slow = valid_sizes(analysis, 12), _exhaustive(analysis, 12)
+    assert fast == slow and 1 not in fast.outputs
+    model = compile_spec(spec).eval()
+    for side in range(1, 13):
+        runs = side in fast.outputs
+        try:
+            analyze(spec, (side, side))
+        except SpecError as error:
+            assert not runs and "instance norm of a 1x1 map" in error.message
+        else:
+            assert runs
+            with torch.no_grad():
+                model(torch.randn(1, 3, side, side))
+    analyze(spec, (3, 4))  # one side short, the other not: more than one pixel where it normalises
+
+
 def test_valid_sizes_match_with_ceil_pools_and_size_references():
     data = tiny_spec(p1={"op": "pool", "in": "c1", "kernel": 3, "stride": 2, "pad": 1, "ceil": True},
                      out={"op": "upsample", "in": "up", "to": "input"})

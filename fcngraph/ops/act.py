@@ -113,6 +113,9 @@ class Norm(Op):
     def params(self, ins, out):
         return norm_params(self.kind_, out)
 
+    def normalised_sides(self, ins):
+        return [ins[0]] if self.kind_ == "instance" else []
+
     def flops(self, ins, out, in_hw, out_hw):
         return 4 * out * out_hw[0] * out_hw[1]
 

@@ -162,6 +162,11 @@ class Op(BaseModel):
         """False when striding with floor rounding silently drops input pixels."""
         return True
 
+    def normalised_sides(self, ins: list[int]) -> list[int]:
+        """One axis's side of every map this node instance-normalises (torch needs more than one
+        pixel there); none for most ops."""
+        return []
+
     def params(self, ins: list[int], out: int) -> int:
         return 0
 

@@ -123,6 +123,10 @@ class Conv(Op):
     def length(self, ins, refs, offsets):
         return stack_length(ins[0], self.windows())
 
+    def normalised_sides(self, ins):
+        windows = self.windows()
+        return instance_sides(ins[0], windows, per_layer(self.norm, len(windows), "norm"))
+
     def exact(self, ins):
         return stack_exact(ins[0], self.windows())
 
@@ -153,6 +157,17 @@ def stack_coord(c: Coord, windows: list[Window]) -> Coord:
     for k, s, p, d in windows:
         c = c.window(k, s, p, d)
     return c
+
+
+def instance_sides(n: Any, windows: list[Window], norms: list[str]) -> list[Any]:
+    """The side of each layer's output that an instance norm follows (every layer's: a later one
+    may be larger again), for an input side n."""
+    sides = []
+    if "instance" in norms:
+        for norm, (k, s, p, d) in zip(norms, windows):
+            n = window_length(n, k, s, p, d)
+            sides += [n] if norm == "instance" else []
+    return sides
 
 
 def stack_length(n: Any, windows: list[Window]) -> Any:
@@ -192,6 +207,11 @@ class Stack:
 
     def exact(self, ins):
         return stack_exact(ins[0], self.windows)
+
+    def normalised_sides(self, ins):
+        if len(self.layers) == 1 and self.layers[0].norm != "instance":  # the common case, at no cost
+            return []
+        return instance_sides(ins[0], self.windows, [layer.norm for layer in self.layers])
 
     def params(self, ins, out):
         total, groups, bias = 0, self.op.groups, int(self.op.bias)

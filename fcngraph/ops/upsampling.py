@@ -75,6 +75,9 @@ class Tconv(Op):
     def length(self, ins, refs, offsets):
         return (ins[0] - 1) * self.factor - 2 * self.pad + self.size
 
+    def normalised_sides(self, ins):
+        return [self.length(ins, {}, [])] if self.norm == "instance" else []
+
     def params(self, ins, out):
         return ins[0] * out * self.size ** 2 + out * int(self.bias) + norm_params(self.norm, out)
 
